@@ -1,0 +1,88 @@
+//! `manifests/crd.yaml` is generated from the Rust types; this test fails when it is stale.
+//! Regenerate it with `make crd`.
+
+use std::path::PathBuf;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+fn committed() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crd.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+#[test]
+fn committed_crd_matches_the_types() {
+    let generated = vault_api::crd_yaml().unwrap_or_else(|e| panic!("rendering the CRD: {e}"));
+    assert!(
+        committed() == generated,
+        "manifests/crd.yaml differs from the Rust types: run `make crd` and commit the result"
+    );
+}
+
+#[test]
+fn crd_serves_the_bank_vaults_group_with_status_and_columns() {
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&committed()).unwrap_or_else(|e| panic!("parsing: {e}"));
+    assert_eq!(crd.spec.group, "vault.banzaicloud.com");
+    assert_eq!(crd.spec.names.plural, "vaults");
+    assert_eq!(crd.spec.scope, "Namespaced");
+
+    let version = &crd.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["Size", "Ready", "Sealed", "Leader", "Age"]);
+}
+
+#[test]
+fn every_bank_vaults_field_is_in_the_schema() {
+    let ours_crd: serde_json::Value =
+        serde_saphyr::from_str(&committed()).unwrap_or_else(|e| panic!("parsing: {e}"));
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/samples/bank-vaults/vault.banzaicloud.com_vaults.yaml");
+    let theirs = std::fs::read_to_string(&samples)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", samples.display()));
+    let theirs: serde_json::Value =
+        serde_saphyr::from_str(&theirs).unwrap_or_else(|e| panic!("parsing theirs: {e}"));
+
+    let spec = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties";
+    let fields = |crd: &serde_json::Value| -> Vec<String> {
+        let mut names: Vec<String> = crd
+            .pointer(spec)
+            .and_then(|p| p.as_object())
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let ours = fields(&ours_crd);
+    let missing: Vec<_> = fields(&theirs)
+        .into_iter()
+        .filter(|f| !ours.contains(f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "fields of Bank-Vaults' CRD missing from ours: {missing:?}"
+    );
+
+    for field in &ours {
+        let description = format!("{spec}/{field}/description");
+        assert!(
+            ours_crd.pointer(&description).is_some(),
+            "spec.{field} has no description"
+        );
+    }
+}
