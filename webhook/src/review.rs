@@ -1,0 +1,141 @@
+//! Reading an `AdmissionReview` out of a request body, refusing anything that is not a
+//! review of a `Vault` with a reason the caller can act on.
+
+use std::fmt;
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use serde_json::Value;
+use vault_api::documents::GROUP;
+
+/// The API version of the reviews the webhook answers.
+pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+/// The kind of the reviews the webhook answers.
+pub const REVIEW_KIND: &str = "AdmissionReview";
+/// The version of `Vault` the webhook admits.
+pub const VAULT_VERSION: &str = "v1alpha1";
+/// The kind the webhook admits.
+pub const VAULT_KIND: &str = "Vault";
+
+/// Largest request body read, in bytes. A review carries the object and, on update, the
+/// stored one; etcd keeps objects up to 1.5 MiB, so two of them fit with room to spare.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a request body is not a review the webhook can answer: the caller gets it back with
+/// status 400.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadReview {
+    /// The body could not be read whole within [`MAX_BODY_BYTES`] (or the configured limit).
+    Unreadable {
+        /// The limit, in bytes.
+        limit: usize,
+        /// What the reader said.
+        reason: String,
+    },
+    /// The body is not JSON.
+    NotJson(String),
+    /// The body is JSON but not an object.
+    NotAnObject,
+    /// `apiVersion` is not `admission.k8s.io/v1`.
+    WrongApiVersion(String),
+    /// `kind` is not `AdmissionReview`.
+    WrongKind(String),
+    /// There is no `request`.
+    MissingRequest,
+    /// The review does not have the shape of an `AdmissionReview`.
+    Malformed(String),
+    /// The review is about something other than a `Vault`.
+    NotAVault(String),
+    /// A CREATE or UPDATE carries no object.
+    MissingObject(String),
+}
+
+impl fmt::Display for BadReview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadReview::Unreadable { limit, reason } => {
+                write!(
+                    f,
+                    "the body could not be read within {limit} bytes: {reason}"
+                )
+            }
+            BadReview::NotJson(reason) => write!(f, "the body is not JSON: {reason}"),
+            BadReview::NotAnObject => write!(f, "the body is not a JSON object"),
+            BadReview::WrongApiVersion(found) => write!(
+                f,
+                "apiVersion is {found:?}; this webhook answers {REVIEW_API_VERSION} reviews only"
+            ),
+            BadReview::WrongKind(found) => {
+                write!(
+                    f,
+                    "kind is {found:?}; this webhook answers {REVIEW_KIND} only"
+                )
+            }
+            BadReview::MissingRequest => write!(f, "the review has no request"),
+            BadReview::Malformed(reason) => write!(f, "the review is malformed: {reason}"),
+            BadReview::NotAVault(found) => write!(
+                f,
+                "the review is about {found}; this webhook admits {GROUP}/{VAULT_VERSION} \
+                 {VAULT_KIND} only"
+            ),
+            BadReview::MissingObject(operation) => {
+                write!(f, "the {operation} request carries no object")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadReview {}
+
+/// Reads the admission request out of a review's body. Never panics, whatever the bytes.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
+
+    let Some(fields) = document.as_object() else {
+        return Err(BadReview::NotAnObject);
+    };
+    let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or_default();
+    if text("apiVersion") != REVIEW_API_VERSION {
+        return Err(BadReview::WrongApiVersion(text("apiVersion").to_string()));
+    }
+    if text("kind") != REVIEW_KIND {
+        return Err(BadReview::WrongKind(text("kind").to_string()));
+    }
+    if fields.get("request").is_none_or(Value::is_null) {
+        return Err(BadReview::MissingRequest);
+    }
+
+    // The path of the field that does not fit tells the caller what to fix.
+    let review: AdmissionReview<DynamicObject> = serde_path_to_error::deserialize(document)
+        .map_err(|e| BadReview::Malformed(format!("{}: {}", e.path(), e.inner())))?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| BadReview::MissingRequest)?;
+
+    let kind = &request.kind;
+    if (
+        kind.group.as_str(),
+        kind.version.as_str(),
+        kind.kind.as_str(),
+    ) != (GROUP, VAULT_VERSION, VAULT_KIND)
+    {
+        let found = format!("{}/{} {}", kind.group, kind.version, kind.kind);
+        return Err(BadReview::NotAVault(found));
+    }
+    let changes_object = matches!(request.operation, Operation::Create | Operation::Update);
+    if changes_object && request.sub_resource.is_none() && request.object.is_none() {
+        return Err(BadReview::MissingObject(operation_name(&request.operation)));
+    }
+    Ok(request)
+}
+
+/// The operation as the API server spells it.
+pub fn operation_name(operation: &Operation) -> String {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+    .to_string()
+}
