@@ -1,1 +1,229 @@
-fn main() {}
+//! The `kubectl-vault` binary: parses the command line, runs the command, and prints errors
+//! last, in red on a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use kubectl_vault::cli::{
+    Cli, ColorChoice, Command, InitArgs, ManifestFormat, StatusArgs, StatusFormat,
+};
+use kubectl_vault::cluster::{Cluster, ClusterError};
+use kubectl_vault::status::fetch::{Query, fetch};
+use kubectl_vault::status::render::render;
+use kubectl_vault::{complete, init, install, validate};
+use serde_json::{Value, json};
+
+/// The flags that do not count as "flags given" when `init` decides whether to prompt.
+const NOT_CHOICES: &[&str] = &["name", "kubeconfig", "context", "namespace", "color"];
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let colour = colour(cli.color, std::io::stderr().is_terminal());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&anyhow::Error::new(e).context("starting"), colour),
+    };
+    match runtime.block_on(run(cli, &matches)) {
+        Ok(code) => code,
+        Err(e) => fail(&e, colour),
+    }
+}
+
+/// Prints an error and its causes, in red on a terminal.
+fn fail(error: &anyhow::Error, colour: bool) -> ExitCode {
+    let text = format!("error: {error:#}");
+    if colour {
+        eprintln!("\x1b[31m{text}\x1b[0m");
+    } else {
+        eprintln!("{text}");
+    }
+    ExitCode::FAILURE
+}
+
+/// True when output should be coloured: asked for, or on a terminal without NO_COLOR.
+fn colour(choice: ColorChoice, terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => {
+            let flags_given = matches
+                .subcommand_matches("init")
+                .is_some_and(|m| choices_given(m));
+            run_init(&cli.cluster, args, flags_given).await
+        }
+        Command::Validate(args) => {
+            let report = validate::check_paths(&args.files, args.recursive)?;
+            print!("{}", report.render());
+            Ok(if report.has_errors() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Status(args) => {
+            let colour = colour(cli.color, std::io::stdout().is_terminal());
+            run_status(&cli.cluster, &args, colour).await
+        }
+        Command::Install(args) => {
+            for file in install::missing() {
+                eprintln!("note: manifests/{file} was not built into this plugin");
+            }
+            let overrides = install::Overrides {
+                namespace: cli.cluster.namespace.clone(),
+                images: args.images.clone(),
+            };
+            let documents = install::customise(install::documents()?, &overrides)?;
+            if args.dry_run {
+                print!("{}", install::to_yaml(&documents)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let cluster = Cluster::connect(&cli.cluster).await?;
+            for document in &documents {
+                let applied = install::apply_one(&cluster, document, args.force_conflicts);
+                println!("{} serverside-applied", applied.await?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion(args) => {
+            let mut stdout = std::io::stdout();
+            clap_complete::generate(args.shell, &mut Cli::command(), "kubectl-vault", &mut stdout);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("kubectl-vault {}", kubectl_vault::VERSION);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Complete(args) => {
+            print!("{}", complete::complete(Cli::command(), &args.words).render());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// True when `init` was given any choice on the command line (then it does not prompt).
+fn choices_given(matches: &ArgMatches) -> bool {
+    matches
+        .ids()
+        .filter(|id| !NOT_CHOICES.contains(&id.as_str()))
+        .any(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+}
+
+async fn run_init(
+    cluster_args: &kubectl_vault::cli::ClusterArgs,
+    mut args: InitArgs,
+    flags_given: bool,
+) -> Result<ExitCode> {
+    if !flags_given && std::io::stdin().is_terminal() {
+        args = init::ask(args)?;
+    }
+    let external_config = match &args.external_config {
+        Some(path) => Some(init::read_external_config(path)?),
+        None => None,
+    };
+
+    if !args.apply {
+        let namespace = cluster_args.namespace.as_deref();
+        let output = init::build(&args, namespace, external_config)?;
+        print_warnings(&output.warnings);
+        print!("{}", manifests(&output.objects, args.output)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let cluster = Cluster::connect(cluster_args).await?;
+    let output = init::build(&args, Some(&cluster.namespace), external_config)?;
+    print_warnings(&output.warnings);
+    for object in &output.objects {
+        let applied = install::apply_one(&cluster, object, false).await;
+        let applied = applied.map_err(|e| vault_crd_hint(e, object))?;
+        println!("{applied} serverside-applied");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applying a Vault where its CRD is missing fails in discovery; say what to do.
+fn vault_crd_hint(error: install::InstallError, object: &Value) -> anyhow::Error {
+    let not_found = matches!(&error, install::InstallError::Cluster(ClusterError::Api { .. }));
+    if object["kind"] == "Vault" && not_found {
+        anyhow::Error::new(ClusterError::CrdMissing).context(error.to_string())
+    } else {
+        error.into()
+    }
+}
+
+fn print_warnings(warnings: &[vault_api::Warning]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// The objects as YAML documents, or JSON (a `List` when there are several).
+fn manifests(objects: &[Value], format: ManifestFormat) -> Result<String> {
+    match (format, objects) {
+        (ManifestFormat::Json, [one]) => Ok(serde_json::to_string_pretty(one)? + "\n"),
+        (ManifestFormat::Json, many) => {
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": many});
+            Ok(serde_json::to_string_pretty(&list)? + "\n")
+        }
+        (ManifestFormat::Yaml, objects) => {
+            let documents: Result<Vec<String>, _> =
+                objects.iter().map(serde_saphyr::to_string).collect();
+            Ok(documents
+                .context("writing YAML")?
+                .join("---\n"))
+        }
+    }
+}
+
+async fn run_status(
+    cluster_args: &kubectl_vault::cli::ClusterArgs,
+    args: &StatusArgs,
+    colour: bool,
+) -> Result<ExitCode> {
+    let cluster = Cluster::connect(cluster_args).await?;
+    let query = Query {
+        name: args.name.clone(),
+        all_namespaces: args.all_namespaces,
+        pod_timeout: Duration::from_secs(args.pod_timeout),
+    };
+    loop {
+        let report = fetch(&cluster, &query).await?;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let text = render(&report, args.output, now, colour)?;
+        let mut stdout = std::io::stdout().lock();
+        if !args.watch {
+            stdout.write_all(text.as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        match args.output {
+            // Redraw in place on a terminal, else append snapshots.
+            StatusFormat::Table if std::io::stdout().is_terminal() => {
+                write!(stdout, "\x1b[2J\x1b[H{text}")?
+            }
+            StatusFormat::Yaml => write!(stdout, "---\n{text}")?,
+            _ => write!(stdout, "{text}\n")?,
+        }
+        stdout.flush()?;
+        drop(stdout);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.interval.max(1))) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Shell completion: scripts for `kubectl-vault` itself (`completion bash|zsh|fish`), and
+//! the `__complete` protocol that kubectl speaks to plugins for `kubectl vault <TAB>`.
+//!
+//! kubectl runs `kubectl_complete-vault ARGS...` (found on PATH) with the words after
+//! `kubectl vault`, the last one being the word under the cursor, and expects Cobra's answer:
+//! one candidate a line (`value<TAB>description`), then `:DIRECTIVE`.
+
+use clap::{Arg, ArgAction, Command, ValueHint};
+
+/// Cobra's directive: complete nothing more than the candidates (no file names).
+pub const NO_FILE_COMPLETION: u32 = 4;
+/// Cobra's directive: let the shell complete file names.
+pub const DEFAULT: u32 = 0;
+
+/// The script kubectl looks for on PATH to complete `kubectl vault`, as shipped in the
+/// release archive.
+pub const KUBECTL_COMPLETE_SCRIPT: &str = include_str!("../kubectl_complete-vault");
+
+/// What to offer for the word under the cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Candidates, each with an optional description.
+    pub candidates: Vec<(String, Option<String>)>,
+    /// Cobra's directive.
+    pub directive: u32,
+}
+
+impl Completion {
+    /// The answer in Cobra's `__complete` format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (value, help) in &self.candidates {
+            out.push_str(value);
+            if let Some(help) = help {
+                out.push('\t');
+                out.push_str(help);
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(":{}\n", self.directive));
+        out
+    }
+}
+
+/// Completes the last of `words` (the words after `kubectl vault`) against `root`.
+pub fn complete(mut root: Command, words: &[String]) -> Completion {
+    // Building propagates the global flags to every subcommand.
+    root.build();
+    let (current, before) = match words.split_last() {
+        Some((current, before)) => (current.as_str(), before),
+        None => ("", &[][..]),
+    };
+
+    let mut command = &root;
+    let mut pending: Option<&Arg> = None;
+    let mut positionals = 0;
+    for word in before {
+        // The word is the value of the flag before it.
+        if pending.take().is_some() {
+            continue;
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            pending = flag(command, word).filter(|a| takes_value(a) && !word.contains('='));
+        } else if let Some(sub) = command.find_subcommand(word) {
+            command = sub;
+            positionals = 0;
+        } else {
+            positionals += 1;
+        }
+    }
+
+    if let Some(arg) = pending {
+        return values(arg, current, "");
+    }
+    if let Some((name, value)) = current.split_once('=')
+        && name.starts_with("--")
+        && let Some(arg) = flag(command, name)
+    {
+        return values(arg, value, &format!("{name}="));
+    }
+    if current.starts_with('-') {
+        return flags(command, current);
+    }
+
+    let mut candidates: Vec<(String, Option<String>)> = Vec::new();
+    if positionals == 0 {
+        candidates.extend(
+            command
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set() && s.get_name().starts_with(current))
+                .map(|s| (s.get_name().to_string(), about(s))),
+        );
+    }
+    let positional = command
+        .get_positionals()
+        .filter(|a| !a.is_hide_set())
+        .nth(positionals);
+    if let Some(arg) = positional {
+        let mut answer = values(arg, current, "");
+        answer.candidates.splice(0..0, candidates);
+        return answer;
+    }
+    Completion {
+        candidates,
+        directive: NO_FILE_COMPLETION,
+    }
+}
+
+/// The flag a word names (`--name`, `--name=value`, `-n`), among the command's.
+fn flag<'a>(command: &'a Command, word: &str) -> Option<&'a Arg> {
+    let name = word.split_once('=').map_or(word, |(name, _)| name);
+    command.get_arguments().find(|arg| match name.strip_prefix("--") {
+        Some(long) => arg.get_long() == Some(long),
+        None => {
+            let short = name.strip_prefix('-').and_then(|s| s.chars().next());
+            short.is_some() && arg.get_short() == short
+        }
+    })
+}
+
+fn takes_value(arg: &Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::Set | ArgAction::Append)
+}
+
+/// The flags of a command that start with `prefix`.
+fn flags(command: &Command, prefix: &str) -> Completion {
+    let candidates = command
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+        .filter_map(|a| {
+            let name = format!("--{}", a.get_long()?);
+            name.starts_with(prefix)
+                .then(|| (name, a.get_help().map(|h| h.to_string())))
+        })
+        .collect();
+    Completion {
+        candidates,
+        directive: NO_FILE_COMPLETION,
+    }
+}
+
+/// The values an argument takes that start with `prefix`, written after `lead`; file names
+/// are left to the shell.
+fn values(arg: &Arg, prefix: &str, lead: &str) -> Completion {
+    let paths = matches!(
+        arg.get_value_hint(),
+        ValueHint::AnyPath | ValueHint::FilePath | ValueHint::DirPath
+    );
+    let candidates = arg
+        .get_possible_values()
+        .into_iter()
+        .filter(|v| !v.is_hide_set() && v.get_name().starts_with(prefix))
+        .map(|v| {
+            let help = v.get_help().map(|h| h.to_string());
+            (format!("{lead}{}", v.get_name()), help)
+        })
+        .collect();
+    Completion {
+        candidates,
+        directive: if paths { DEFAULT } else { NO_FILE_COMPLETION },
+    }
+}
+
+fn about(command: &Command) -> Option<String> {
+    command.get_about().map(|a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn complete_words(words: &[&str]) -> Completion {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        complete(Cli::command(), &words)
+    }
+
+    fn names(completion: &Completion) -> Vec<&str> {
+        completion
+            .candidates
+            .iter()
+            .map(|(v, _)| v.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn subcommands() {
+        let c = complete_words(&[""]);
+        assert_eq!(
+            names(&c),
+            ["init", "validate", "status", "install", "completion", "version", "help"]
+        );
+        assert_eq!(c.directive, NO_FILE_COMPLETION);
+        assert_eq!(names(&complete_words(&["st"])), ["status"]);
+    }
+
+    #[test]
+    fn flags_and_their_values() {
+        let c = complete_words(&["init", "--unse"]);
+        assert_eq!(names(&c), ["--unseal"]);
+        let c = complete_words(&["init", "--unseal", "a"]);
+        assert_eq!(names(&c), ["aws", "azure", "alibaba"]);
+        let c = complete_words(&["-n", "ns", "status", "-o", ""]);
+        assert_eq!(names(&c), ["table", "json", "yaml"]);
+        let c = complete_words(&["status", "--output=j"]);
+        assert_eq!(names(&c), ["--output=json"]);
+        let c = complete_words(&["completion", ""]);
+        assert!(names(&c).contains(&"zsh"));
+    }
+
+    #[test]
+    fn file_arguments_leave_completion_to_the_shell() {
+        let c = complete_words(&["validate", "-f", ""]);
+        assert_eq!(c.directive, DEFAULT);
+        assert!(c.candidates.is_empty());
+    }
+
+    #[test]
+    fn cobra_format() {
+        let c = Completion {
+            candidates: vec![("a".into(), Some("first".into())), ("b".into(), None)],
+            directive: 4,
+        };
+        assert_eq!(c.render(), "a\tfirst\nb\n:4\n");
+    }
+}
