@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod error;
+pub mod fixtures;
 pub mod handlers;
 pub mod metrics;
 pub mod review;

@@ -11,11 +11,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use kube::core::admission::AdmissionResponse;
 use rustls::ServerConfig;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
@@ -118,7 +121,7 @@ pub fn answer(endpoint: Endpoint, body: &[u8]) -> Answer {
         outcome,
         "admission review answered"
     );
-    match serde_json::to_vec(&decision.response.into_review()) {
+    match review_body(decision.response) {
         Ok(body) => Answer {
             status: StatusCode::OK,
             body,
@@ -130,6 +133,18 @@ pub fn answer(endpoint: Endpoint, body: &[u8]) -> Answer {
             outcome: "error",
         },
     }
+}
+
+/// The review sent back. kube's type writes the patch as an array of numbers; the API
+/// documents it as base64 (a Go `[]byte`), so it is written that way.
+fn review_body(mut response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let (Some(patch), Some(fields)) = (patch, review["response"].as_object_mut()) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+        fields.insert("patch".into(), Value::String(encoded));
+    }
+    serde_json::to_vec(&review)
 }
 
 async fn read_and_answer(state: &AdmissionState, endpoint: Endpoint, body: Body) -> Answer {
