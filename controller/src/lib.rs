@@ -1,0 +1,15 @@
+//! The controller's library: the parts of reconciling a `Vault` that talk to Vault and to
+//! the key store, kept apart from the binary so the reconciler and the tests share them.
+//!
+//! - [`vault`]: one client for every per-pod call to Vault or OpenBao.
+//! - [`keystore`]: where unseal keys and the root token are kept.
+//! - [`unseal`]: initialise once, keep keys, unseal every pod, join Raft peers.
+//! - [`crash`]: crash points for fault-injection tests.
+
+pub mod crash;
+pub mod keystore;
+pub mod secret;
+pub mod unseal;
+pub mod vault;
+
+pub use secret::Secret;
