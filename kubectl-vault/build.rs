@@ -30,7 +30,12 @@ fn main() {
     );
     for file in &files {
         let path = file.canonicalize().unwrap_or_else(|_| file.clone());
-        let _ = writeln!(code, "    ({:?}, include_str!({:?})),", file_name(file), path);
+        let _ = writeln!(
+            code,
+            "    ({:?}, include_str!({:?})),",
+            file_name(file),
+            path
+        );
     }
     code.push_str("];\n");
 

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 /// Runs Vault and OpenBao clusters managed by the vault operator: write a `Vault` resource,
 /// check one offline, see how a running one is doing, install the operator.
 #[derive(Parser, Debug)]
-#[command(name = "kubectl-vault", bin_name = "kubectl vault", version)]
+#[command(name = "kubectl-vault", version)]
 #[command(disable_version_flag = true, propagate_version = false)]
 pub struct Cli {
     /// How to reach the cluster, for the commands that talk to one.
@@ -46,7 +46,7 @@ pub struct ClusterArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Write a valid, defaulted Vault resource (prompts on a terminal when given no flags).
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Check Vault resources offline with the same rules as the admission webhook.
     Validate(ValidateArgs),
     /// Show the Vault clusters: a summary line and one row per pod.
@@ -57,9 +57,6 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Print the plugin's version.
     Version,
-    /// Completion protocol kubectl speaks to plugins (through `kubectl_complete-vault`).
-    #[command(name = "__complete", hide = true)]
-    Complete(CompleteArgs),
 }
 
 /// Flags of `init`.
@@ -98,7 +95,8 @@ pub struct InitArgs {
     pub key_store: KeyStoreArgs,
 
     /// TLS: a generated certificate (auto), an existing Secret (secret:NAME), or off.
-    #[arg(long, default_value = "auto", value_parser = parse_tls, value_name = "auto|secret:NAME|off")]
+    #[arg(long, default_value = "auto", value_parser = parse_tls)]
+    #[arg(value_name = "auto|secret:NAME|off")]
     pub tls: TlsChoice,
 
     /// How pods are kept apart: required per node (host) or zone, or none. Without it, the
@@ -313,7 +311,12 @@ pub enum ManifestFormat {
 #[derive(Args, Debug, Clone)]
 pub struct ValidateArgs {
     /// A file, a folder of .yaml, .yml and .json files, or - for standard input.
-    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE|DIR|-")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "FILE|DIR|-"
+    )]
     #[arg(value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
 
@@ -396,14 +399,6 @@ pub struct CompletionArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-/// Arguments of `__complete`: the words typed so far, the last one being completed.
-#[derive(Args, Debug, Clone)]
-pub struct CompleteArgs {
-    /// The words after `kubectl vault`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub words: Vec<String>,
 }
 
 #[cfg(test)]

@@ -5,16 +5,35 @@
 //! `kubectl vault`, the last one being the word under the cursor, and expects Cobra's answer:
 //! one candidate a line (`value<TAB>description`), then `:DIRECTIVE`.
 
-use clap::{Arg, ArgAction, Command, ValueHint};
+use clap::{Arg, ArgAction, Command, CommandFactory, ValueHint};
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+/// The plugin's binary, as kubectl finds it on PATH.
+pub const BIN_NAME: &str = "kubectl-vault";
 
 /// Cobra's directive: complete nothing more than the candidates (no file names).
 pub const NO_FILE_COMPLETION: u32 = 4;
 /// Cobra's directive: let the shell complete file names.
 pub const DEFAULT: u32 = 0;
 
-/// The script kubectl looks for on PATH to complete `kubectl vault`, as shipped in the
-/// release archive.
-pub const KUBECTL_COMPLETE_SCRIPT: &str = include_str!("../kubectl_complete-vault");
+/// The completion script of `kubectl-vault` for `shell`.
+pub fn script(shell: Shell) -> String {
+    // clap_complete's bash script mixes up the function names of a binary with a `-` in its
+    // name, so bash's is written for `kubectl_vault` and then bound to `kubectl-vault`.
+    let bin_name = match shell {
+        Shell::Bash => "kubectl_vault",
+        _ => BIN_NAME,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), bin_name, &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    match shell {
+        Shell::Bash => script.replace(" kubectl_vault\n", &format!(" {BIN_NAME}\n")),
+        _ => script,
+    }
+}
 
 /// What to offer for the word under the cursor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,13 +44,23 @@ pub struct Completion {
     pub directive: u32,
 }
 
+/// Whether `word` asks for completion (`__complete`), and with descriptions or without
+/// (`__completeNoDesc`), as Cobra's protocol names them.
+pub fn protocol(word: &str) -> Option<bool> {
+    match word {
+        "__complete" => Some(true),
+        "__completeNoDesc" => Some(false),
+        _ => None,
+    }
+}
+
 impl Completion {
-    /// The answer in Cobra's `__complete` format.
-    pub fn render(&self) -> String {
+    /// The answer in Cobra's `__complete` format, with or without descriptions.
+    pub fn render(&self, descriptions: bool) -> String {
         let mut out = String::new();
         for (value, help) in &self.candidates {
             out.push_str(value);
-            if let Some(help) = help {
+            if let Some(help) = help.as_ref().filter(|_| descriptions) {
                 out.push('\t');
                 out.push_str(help);
             }
@@ -109,13 +138,15 @@ pub fn complete(mut root: Command, words: &[String]) -> Completion {
 /// The flag a word names (`--name`, `--name=value`, `-n`), among the command's.
 fn flag<'a>(command: &'a Command, word: &str) -> Option<&'a Arg> {
     let name = word.split_once('=').map_or(word, |(name, _)| name);
-    command.get_arguments().find(|arg| match name.strip_prefix("--") {
-        Some(long) => arg.get_long() == Some(long),
-        None => {
-            let short = name.strip_prefix('-').and_then(|s| s.chars().next());
-            short.is_some() && arg.get_short() == short
-        }
-    })
+    command
+        .get_arguments()
+        .find(|arg| match name.strip_prefix("--") {
+            Some(long) => arg.get_long() == Some(long),
+            None => {
+                let short = name.strip_prefix('-').and_then(|s| s.chars().next());
+                short.is_some() && arg.get_short() == short
+            }
+        })
 }
 
 fn takes_value(arg: &Arg) -> bool {
@@ -167,10 +198,7 @@ fn about(command: &Command) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
-    use crate::cli::Cli;
 
     fn complete_words(words: &[&str]) -> Completion {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
@@ -190,7 +218,15 @@ mod tests {
         let c = complete_words(&[""]);
         assert_eq!(
             names(&c),
-            ["init", "validate", "status", "install", "completion", "version", "help"]
+            [
+                "init",
+                "validate",
+                "status",
+                "install",
+                "completion",
+                "version",
+                "help"
+            ]
         );
         assert_eq!(c.directive, NO_FILE_COMPLETION);
         assert_eq!(names(&complete_words(&["st"])), ["status"]);
@@ -223,6 +259,7 @@ mod tests {
             candidates: vec![("a".into(), Some("first".into())), ("b".into(), None)],
             directive: 4,
         };
-        assert_eq!(c.render(), "a\tfirst\nb\n:4\n");
+        assert_eq!(c.render(true), "a\tfirst\nb\n:4\n");
+        assert_eq!(c.render(false), "a\nb\n:4\n");
     }
 }

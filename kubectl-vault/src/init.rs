@@ -51,7 +51,9 @@ pub enum InitError {
         source: std::io::Error,
     },
     /// The external configuration file is not a YAML mapping.
-    #[error("--external-config {path} is not a YAML mapping of policies, auth, secrets...: {problem}")]
+    #[error(
+        "--external-config {path} is not a YAML mapping of policies, auth, secrets...: {problem}"
+    )]
     ParseExternalConfig {
         /// The file.
         path: String,
@@ -93,7 +95,10 @@ pub fn build(
         .or_else(|| args.with_rbac.then(|| args.name.clone()));
 
     let spec = VaultSpec {
-        size: Some(args.size.unwrap_or(if args.storage == "raft" { 3 } else { 1 })),
+        size: Some(
+            args.size
+                .unwrap_or(if args.storage == "raft" { 3 } else { 1 }),
+        ),
         image: args.image.clone(),
         config: vault_config(args, namespace)?,
         unseal_config: Some(unseal_config(args.unseal, &args.key_store)?),
@@ -107,8 +112,7 @@ pub fn build(
             Some(AntiAffinityChoice::None) | None => None,
         },
         // An empty affinity is a placement of the user's own: the operator adds no spread.
-        affinity: (args.anti_affinity == Some(AntiAffinityChoice::None))
-            .then(Affinity::default),
+        affinity: (args.anti_affinity == Some(AntiAffinityChoice::None)).then(Affinity::default),
         service_account: service_account.clone(),
         external_config: external_config.unwrap_or_default(),
         ..VaultSpec::default()
@@ -318,20 +322,56 @@ impl KeyStoreArgs {
             ("gcp-kms-location", Gcp, self.gcp_kms_location.is_some()),
             ("gcp-kms-project", Gcp, self.gcp_kms_project.is_some()),
             ("gcp-storage-bucket", Gcp, self.gcp_storage_bucket.is_some()),
-            ("azure-key-vault-name", Azure, self.azure_key_vault_name.is_some()),
+            (
+                "azure-key-vault-name",
+                Azure,
+                self.azure_key_vault_name.is_some(),
+            ),
             ("azure-key-prefix", Azure, self.azure_key_prefix.is_some()),
-            ("alibaba-kms-region", Alibaba, self.alibaba_kms_region.is_some()),
-            ("alibaba-kms-key-id", Alibaba, self.alibaba_kms_key_id.is_some()),
-            ("alibaba-oss-endpoint", Alibaba, self.alibaba_oss_endpoint.is_some()),
-            ("alibaba-oss-bucket", Alibaba, self.alibaba_oss_bucket.is_some()),
-            ("alibaba-oss-prefix", Alibaba, self.alibaba_oss_prefix.is_some()),
+            (
+                "alibaba-kms-region",
+                Alibaba,
+                self.alibaba_kms_region.is_some(),
+            ),
+            (
+                "alibaba-kms-key-id",
+                Alibaba,
+                self.alibaba_kms_key_id.is_some(),
+            ),
+            (
+                "alibaba-oss-endpoint",
+                Alibaba,
+                self.alibaba_oss_endpoint.is_some(),
+            ),
+            (
+                "alibaba-oss-bucket",
+                Alibaba,
+                self.alibaba_oss_bucket.is_some(),
+            ),
+            (
+                "alibaba-oss-prefix",
+                Alibaba,
+                self.alibaba_oss_prefix.is_some(),
+            ),
             ("oci-key-ocid", Oci, self.oci_key_ocid.is_some()),
-            ("oci-cryptographic-endpoint", Oci, self.oci_cryptographic_endpoint.is_some()),
+            (
+                "oci-cryptographic-endpoint",
+                Oci,
+                self.oci_cryptographic_endpoint.is_some(),
+            ),
             ("oci-bucket-name", Oci, self.oci_bucket_name.is_some()),
-            ("oci-bucket-namespace", Oci, self.oci_bucket_namespace.is_some()),
+            (
+                "oci-bucket-namespace",
+                Oci,
+                self.oci_bucket_namespace.is_some(),
+            ),
             ("oci-bucket-prefix", Oci, self.oci_bucket_prefix.is_some()),
             ("vault-address", Vault, self.vault_address.is_some()),
-            ("vault-unseal-keys-path", Vault, self.vault_unseal_keys_path.is_some()),
+            (
+                "vault-unseal-keys-path",
+                Vault,
+                self.vault_unseal_keys_path.is_some(),
+            ),
             ("vault-role", Vault, self.vault_role.is_some()),
             ("vault-auth-path", Vault, self.vault_auth_path.is_some()),
             ("vault-token-path", Vault, self.vault_token_path.is_some()),

@@ -107,9 +107,9 @@ pub fn customise(mut documents: Vec<Value>, o: &Overrides) -> Result<Vec<Value>,
         .collect();
     used.sort();
     used.dedup();
-    let namespaces = used.into_iter().map(|name| {
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    });
+    let namespaces = used
+        .into_iter()
+        .map(|name| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
     Ok(namespaces.chain(documents).collect())
 }
 
@@ -124,7 +124,10 @@ fn move_to_namespace(document: &mut Value, namespace: &str) {
         document["metadata"]["namespace"] = namespace.into();
     }
     if let Some(subjects) = document["subjects"].as_array_mut() {
-        for subject in subjects.iter_mut().filter(|s| s["kind"] == "ServiceAccount") {
+        for subject in subjects
+            .iter_mut()
+            .filter(|s| s["kind"] == "ServiceAccount")
+        {
             subject["namespace"] = namespace.into();
         }
     }
@@ -273,7 +276,10 @@ mod tests {
         assert_eq!(MANIFESTS.first().map(|(file, _)| *file), Some("crd.yaml"));
         let documents = documents().unwrap_or_default();
         assert_eq!(documents[0]["kind"], "CustomResourceDefinition");
-        assert_eq!(documents[0]["metadata"]["name"], "vaults.vault.banzaicloud.com");
+        assert_eq!(
+            documents[0]["metadata"]["name"],
+            "vaults.vault.banzaicloud.com"
+        );
     }
 
     #[test]
@@ -306,7 +312,10 @@ mod tests {
         let error = customise(vec![workload()], &overrides).err();
         assert_eq!(
             error.map(|e| e.to_string()).as_deref(),
-            Some("--image sidecar=...: no container of that name; the manifests have: controller, webhook")
+            Some(
+                "--image sidecar=...: no container of that name; the manifests have: \
+                 controller, webhook"
+            )
         );
     }
 }

@@ -21,7 +21,19 @@ use serde_json::{Value, json};
 const NOT_CHOICES: &[&str] = &["name", "kubeconfig", "context", "namespace", "color"];
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    // kubectl's completion protocol is answered before clap parses, so that it stays out of
+    // the help and the generated completion scripts.
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if let Some((first, rest)) = words.split_first()
+        && let Some(descriptions) = complete::protocol(first)
+    {
+        let completion = complete::complete(Cli::command(), rest);
+        print!("{}", completion.render(descriptions));
+        return ExitCode::SUCCESS;
+    }
+
+    // Usage lines read as the user types the command: through kubectl.
+    let matches = Cli::command().bin_name("kubectl vault").get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -40,9 +52,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints an error and its causes, in red on a terminal.
+/// Prints an error and its causes, in red on a terminal. A cause whose text the message
+/// already holds is not repeated.
 fn fail(error: &anyhow::Error, colour: bool) -> ExitCode {
-    let text = format!("error: {error:#}");
+    let mut text = String::from("error: ");
+    for (i, cause) in error.chain().enumerate() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if i > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
     if colour {
         eprintln!("\x1b[31m{text}\x1b[0m");
     } else {
@@ -65,8 +88,8 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Init(args) => {
             let flags_given = matches
                 .subcommand_matches("init")
-                .is_some_and(|m| choices_given(m));
-            run_init(&cli.cluster, args, flags_given).await
+                .is_some_and(choices_given);
+            run_init(&cli.cluster, *args, flags_given).await
         }
         Command::Validate(args) => {
             let report = validate::check_paths(&args.files, args.recursive)?;
@@ -102,16 +125,11 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completion(args) => {
-            let mut stdout = std::io::stdout();
-            clap_complete::generate(args.shell, &mut Cli::command(), "kubectl-vault", &mut stdout);
+            print!("{}", complete::script(args.shell));
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
             println!("kubectl-vault {}", kubectl_vault::VERSION);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Complete(args) => {
-            print!("{}", complete::complete(Cli::command(), &args.words).render());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -159,7 +177,10 @@ async fn run_init(
 
 /// Applying a Vault where its CRD is missing fails in discovery; say what to do.
 fn vault_crd_hint(error: install::InstallError, object: &Value) -> anyhow::Error {
-    let not_found = matches!(&error, install::InstallError::Cluster(ClusterError::Api { .. }));
+    let not_found = matches!(
+        &error,
+        install::InstallError::Cluster(ClusterError::Api { .. })
+    );
     if object["kind"] == "Vault" && not_found {
         anyhow::Error::new(ClusterError::CrdMissing).context(error.to_string())
     } else {
@@ -184,9 +205,7 @@ fn manifests(objects: &[Value], format: ManifestFormat) -> Result<String> {
         (ManifestFormat::Yaml, objects) => {
             let documents: Result<Vec<String>, _> =
                 objects.iter().map(serde_saphyr::to_string).collect();
-            Ok(documents
-                .context("writing YAML")?
-                .join("---\n"))
+            Ok(documents.context("writing YAML")?.join("---\n"))
         }
     }
 }
@@ -217,7 +236,7 @@ async fn run_status(
                 write!(stdout, "\x1b[2J\x1b[H{text}")?
             }
             StatusFormat::Yaml => write!(stdout, "---\n{text}")?,
-            _ => write!(stdout, "{text}\n")?,
+            _ => writeln!(stdout, "{text}")?,
         }
         stdout.flush()?;
         drop(stdout);

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use vault_api::documents::read_vaults;
 
 /// Why the files could not be read (problems in what they hold are [`Finding`]s).
@@ -36,6 +37,8 @@ pub struct Finding {
     pub file: String,
     /// Position of the document in the file, from 0; none when the file is not YAML.
     pub document: Option<usize>,
+    /// Position of the resource among the items of a `List` document, from 0.
+    pub item: Option<usize>,
     /// Name of the Vault resource, when it has one.
     pub vault: Option<String>,
     /// Error or warning.
@@ -49,6 +52,9 @@ impl fmt::Display for Finding {
         write!(f, "{}", self.file)?;
         if let Some(index) = self.document {
             write!(f, ": document {index}")?;
+        }
+        if let Some(item) = self.item {
+            write!(f, ", item {item}")?;
         }
         if let Some(name) = &self.vault {
             write!(f, " (vault/{name})")?;
@@ -96,32 +102,81 @@ impl Report {
     }
 }
 
-/// Checks every Vault document of one file's text; `file` names it in the findings.
+/// Checks every Vault document of one file's text, and every Vault item of a `List`
+/// document, as `kubectl apply` reads them; `file` names the text in the findings.
 pub fn check_text(file: &str, text: &str, report: &mut Report) {
     report.files += 1;
-    let error = |document, vault, message| Finding {
-        file: file.to_string(),
-        document,
-        vault,
-        severity: Severity::Error,
-        message,
-    };
-
-    let documents = match read_vaults(text) {
+    let documents: Vec<Option<Value>> = match serde_saphyr::from_multiple(text) {
         Ok(documents) => documents,
         Err(e) => {
-            report.findings.push(error(None, None, format!("not YAML: {e}")));
+            report.findings.push(Finding {
+                file: file.to_string(),
+                document: None,
+                vault: None,
+                severity: Severity::Error,
+                item: None,
+                message: format!("not YAML: {e}"),
+            });
             return;
         }
     };
-    for document in documents {
+
+    for (index, document) in documents.into_iter().enumerate() {
+        let place = Place {
+            file,
+            index,
+            item: None,
+        };
+        match document {
+            Some(Value::Object(list)) if list.get("kind").is_some_and(|k| k == "List") => {
+                let items = list.get("items").and_then(Value::as_array);
+                for (item, value) in items.into_iter().flatten().enumerate() {
+                    let place = Place {
+                        item: Some(item),
+                        ..place
+                    };
+                    check_document(place, value, report);
+                }
+            }
+            Some(document) => check_document(place, &document, report),
+            None => {}
+        }
+    }
+}
+
+/// Where a document is: its file, its position, and its position in a `List`.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    file: &'a str,
+    index: usize,
+    item: Option<usize>,
+}
+
+/// Checks one document when it is a Vault; other kinds are skipped.
+fn check_document(place: Place<'_>, document: &Value, report: &mut Report) {
+    // `read_vaults` tells Vaults from other kinds and names the field of a type error; JSON
+    // text is YAML, so the document goes through it on its own.
+    let text = serde_json::to_string(document).unwrap_or_default();
+    let Ok(vaults) = read_vaults(&text) else {
+        return;
+    };
+    for vault in vaults {
         report.vaults += 1;
-        let index = Some(document.index);
-        let vault = match document.vault {
+        let finding = |vault: Option<String>, severity, message| Finding {
+            file: place.file.to_string(),
+            document: Some(place.index),
+            item: place.item,
+            vault,
+            severity,
+            message,
+        };
+        let vault = match vault.vault {
             Ok(vault) => vault,
             Err(problem) => {
                 report.invalid += 1;
-                report.findings.push(error(index, None, problem));
+                report
+                    .findings
+                    .push(finding(None, Severity::Error, problem));
                 continue;
             }
         };
@@ -129,19 +184,18 @@ pub fn check_text(file: &str, text: &str, report: &mut Report) {
         // The webhook defaults before it validates; so does the controller.
         let name = vault.metadata.name.clone();
         match vault_api::validate(&vault_api::default(&vault), None) {
-            Ok(warnings) => report.findings.extend(warnings.into_iter().map(|w| Finding {
-                file: file.to_string(),
-                document: index,
-                vault: name.clone(),
-                severity: Severity::Warning,
-                message: w.to_string(),
-            })),
+            Ok(warnings) => report.findings.extend(
+                warnings
+                    .into_iter()
+                    .map(|w| finding(name.clone(), Severity::Warning, w.to_string())),
+            ),
             Err(errors) => {
                 report.invalid += 1;
-                let findings = errors
-                    .into_iter()
-                    .map(|e| error(index, name.clone(), e.to_string()));
-                report.findings.extend(findings);
+                report.findings.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| finding(name.clone(), Severity::Error, e.to_string())),
+                );
             }
         }
     }
@@ -229,5 +283,23 @@ spec:
             "v.yaml: document 1 (vault/v): error: spec.unsealConfig.options.secretThreshold: "
         ));
         assert_eq!((report.vaults, report.invalid), (1, 1));
+    }
+
+    #[test]
+    fn items_of_a_list_are_checked() {
+        let text = r#"{"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "v"}},
+            {"apiVersion": "vault.banzaicloud.com/v1alpha1", "kind": "Vault",
+             "metadata": {"name": "v"}, "spec": {"size": -1}}]}"#;
+        let mut report = Report::default();
+        check_text("list.json", text, &mut report);
+        let first = report.findings.first().map(|f| f.to_string());
+        assert_eq!(
+            first.as_deref(),
+            Some(
+                "list.json: document 0, item 1 (vault/v): error: spec.size: -1 is negative; \
+                 set 0 or more pods"
+            )
+        );
     }
 }

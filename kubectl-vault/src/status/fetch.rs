@@ -52,7 +52,9 @@ struct Leader {
 /// Reads the Vaults the query names and asks their pods how they are.
 pub async fn fetch(cluster: &Cluster, query: &Query) -> Result<StatusReport, ClusterError> {
     let vaults = find_vaults(cluster, query).await?;
-    let reports = vaults.iter().map(|vault| vault_report(cluster, vault, query));
+    let reports = vaults
+        .iter()
+        .map(|vault| vault_report(cluster, vault, query));
     let reports = join_all(reports).await;
     Ok(StatusReport {
         vaults: reports,
@@ -100,7 +102,9 @@ async fn find_vaults(cluster: &Cluster, query: &Query) -> Result<Vec<Vault>, Clu
 async fn vault_report(cluster: &Cluster, vault: &Vault, query: &Query) -> VaultReport {
     let vault = vault_api::default(vault);
     let name = vault.name_any();
-    let namespace = vault.namespace().unwrap_or_else(|| cluster.namespace.clone());
+    let namespace = vault
+        .namespace()
+        .unwrap_or_else(|| cluster.namespace.clone());
     let status = vault.status.clone().unwrap_or_default();
     let mut report = VaultReport {
         name: name.clone(),
@@ -121,7 +125,9 @@ async fn vault_report(cluster: &Cluster, vault: &Vault, query: &Query) -> VaultR
         Ok(list) => list.items,
         Err(e) => {
             let operation = format!("listing the pods of vault/{name}");
-            report.problems.push(cluster.explain(&operation, e).to_string());
+            report
+                .problems
+                .push(cluster.explain(&operation, e).to_string());
             return report.summarise(&status.leader);
         }
     };
@@ -169,7 +175,11 @@ struct Endpoint<'a> {
 
 impl Endpoint<'_> {
     /// `GET` of a Vault API path on a pod, through the API server's pod proxy.
-    async fn get<T: serde::de::DeserializeOwned>(&self, pod: &str, path: &str) -> Result<T, String> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        pod: &str,
+        path: &str,
+    ) -> Result<T, String> {
         // The scheme prefix makes the API server speak TLS to the pod.
         let target = match self.scheme {
             "https" => format!("https:{pod}:{}", self.port),

@@ -92,9 +92,8 @@ impl VaultReport {
             .iter()
             .find(|p| p.vault.raft_role == Some(RaftRole::Leader))
             .map(|p| p.vault.name.clone());
-        self.leader = live_leader.or_else(|| {
-            Some(controller_leader.to_string()).filter(|leader| !leader.is_empty())
-        });
+        self.leader = live_leader
+            .or_else(|| Some(controller_leader.to_string()).filter(|leader| !leader.is_empty()));
 
         let mut versions: Vec<String> = self
             .pods

@@ -3,7 +3,8 @@
 
 use k8s_openapi::jiff::Timestamp;
 use tabled::builder::Builder;
-use tabled::settings::Style;
+use tabled::settings::object::Columns;
+use tabled::settings::{Padding, Style};
 use vault_api::status::RaftRole;
 
 use super::{PodReport, StatusReport, VaultReport};
@@ -150,8 +151,14 @@ fn pod_table(pods: &[PodReport], now: Timestamp, paint: Painter) -> String {
         builder.push_record(pod_row(pod, now, paint));
     }
     let mut table = builder.build();
-    table.with(Style::blank());
-    table.to_string()
+    // kubectl's look: no borders, columns three spaces apart, no trailing blanks.
+    table
+        .with(Style::blank())
+        .with(Padding::new(0, 2, 0, 0))
+        .modify(Columns::last(), Padding::zero());
+    let text = table.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    lines.join("\n")
 }
 
 fn pod_row(pod: &PodReport, now: Timestamp, paint: Painter) -> Vec<String> {
