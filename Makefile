@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/vault-operator/target
 CARGO ?= cargo
 
-.PHONY: test lint unit crd k8s clean-cache
+.PHONY: test lint unit tools crd k8s
 
 ## test: every check and test the project has
 test: lint unit
@@ -17,9 +17,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## unit: the Rust test suites
-unit:
-	$(CARGO) test --workspace --locked
+## unit: every Rust test suite, with one local cluster for the run (needs root)
+unit: tools
+	scripts/with-cluster.sh $(CARGO) test --workspace --locked
+
+## tools: OpenBao's bao and the Kubernetes binaries, installed or built once per machine
+tools:
+	scripts/tools.sh bao >/dev/null
+	scripts/tools.sh k8s >/dev/null
 
 ## crd: regenerate manifests/crd.yaml from the Rust types
 crd:

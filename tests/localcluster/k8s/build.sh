@@ -34,5 +34,7 @@ if ! (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" \
   exit 1
 fi
 rm -rf "$out" && mv "$out.partial" "$out"
-echo "built Kubernetes $version in $(( $(date +%s) - start ))s: $(du -sh "$out" | cut -f1)" >&2
+seconds=$(( $(date +%s) - start ))
+echo "$seconds" > "$cache/k8s-$version/build-seconds"
+echo "built Kubernetes $version in ${seconds}s: $(du -sh "$out" | cut -f1)" >&2
 echo "$out"
