@@ -15,6 +15,7 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use localcluster::{LocalCluster, test_namespace};
 use serde_json::json;
@@ -225,16 +226,17 @@ async fn the_vault_crd_is_served_and_takes_the_bank_vaults_sample() {
         &["apply", "--server-side", "--force-conflicts", "-f", &crd],
     );
     assert!(applied.status.success(), "{}", text(&applied));
-    let established = kubectl(
-        &cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/vaults.vault.banzaicloud.com",
-        ],
+    // `kubectl wait` fails at once on a CRD whose status has no conditions yet.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "vaults.vault.banzaicloud.com",
+        kube::runtime::wait::conditions::is_crd_established(),
     );
-    assert!(established.status.success(), "{}", text(&established));
+    tokio::time::timeout(Duration::from_secs(60), established)
+        .await
+        .unwrap_or_else(|_| panic!("the CRD was not established within 60s"))
+        .unwrap_or_else(|e| panic!("watching the CRD: {e}"));
 
     let sample = top
         .join("../shared/samples/bank-vaults/cr-raft.yaml")
