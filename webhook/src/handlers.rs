@@ -302,7 +302,9 @@ fn anchor(raw: &Value, changes: &[PatchOperation]) -> Option<Patch> {
                     change.clone()
                 }
             }
-            PatchOperation::Remove(remove) if is_missing(&document, &remove.path) => continue,
+            PatchOperation::Remove(remove) if document.pointer(remove.path.as_str()).is_none() => {
+                continue;
+            }
             PatchOperation::Remove(_) => change.clone(),
             _ => return None,
         };

@@ -124,6 +124,42 @@ fn mutate_creates_missing_parents() {
     assert_eq!(outcome, Outcome::Allowed);
 }
 
+/// The ops of a /mutate answer's patch.
+fn patch_paths(object: &Value) -> Vec<String> {
+    let decision = decide(
+        Endpoint::Mutate,
+        &review("CREATE", Some(object.clone()), None),
+    );
+    let patch: json_patch::Patch = decision
+        .response
+        .patch
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .unwrap_or_default();
+    patch.0.iter().map(|op| op.path().to_string()).collect()
+}
+
+#[test]
+fn mutate_patches_only_what_changes() {
+    // A listener block without `tcp` is replaced by a TCP one: its members, null or not,
+    // are removed one by one rather than the whole spec rewritten.
+    let object = vault(
+        json!({"size": 1, "image": "vault", "config": {"storage": {"raft": {}},
+        "listener": {"unix": null}, "ui": 1.0000000000000002}}),
+    );
+    let (_, patched) = mutated(&object);
+    assert_eq!(read(&patched), vault_api::default(&read(&object)));
+    let paths = patch_paths(&object);
+    assert!(!paths.iter().any(|p| p == "/spec"), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| !p.starts_with("/spec/size")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().all(|p| !p.starts_with("/spec/image")),
+        "{paths:?}"
+    );
+}
+
 #[test]
 fn mutate_keeps_what_the_user_chose() {
     let object = vault(json!({
@@ -504,6 +540,8 @@ fn samples_through_mutate_then_validate_have_the_expected_outcome() {
 
         let (outcome, patched) = mutated(&object);
         assert_eq!(outcome, Outcome::Patched, "{file} gains defaults");
+        let paths = patch_paths(&object);
+        assert!(!paths.iter().any(|p| p == "/spec"), "{file}: {paths:?}");
         assert_eq!(read(&patched), vault_api::default(&read(&object)), "{file}");
 
         let decision = decide(Endpoint::Validate, &review("CREATE", Some(patched), None));
