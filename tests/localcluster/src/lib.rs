@@ -10,6 +10,7 @@
 //!
 //! Use [`LocalCluster::start`] from tests, or the `localcluster` binary from a shell.
 
+pub mod agent;
 mod cluster;
 mod components;
 mod error;

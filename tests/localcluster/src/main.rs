@@ -41,6 +41,12 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Starts one container process from a spec file (run by the node agent).
+    #[command(hide = true)]
+    RunContainer {
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// Forwards a loopback port to an address inside a namespace (run by `up`).
     #[command(hide = true)]
     Forward {
@@ -138,6 +144,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .status()
                 .context("running ip netns exec")?;
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
+        }
+        Command::RunContainer { spec } => {
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let spec: localcluster::agent::container::ContainerSpec =
+                serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", spec.display()))?;
+            match localcluster::agent::shim::exec(&spec)? {}
         }
         Command::Forward {
             netns,
