@@ -166,8 +166,8 @@ impl LocalServer {
         let tasks = vec![
             tokio::spawn(server::serve_tls(admission_listener, tls, router, stopped)),
             tokio::spawn(async move {
-                let _ =
-                    server::serve_plain(probe_listener, probe_router, std::future::pending()).await;
+                let forever = std::future::pending();
+                let _ = server::serve_plain(probe_listener, probe_router, forever).await;
             }),
         ];
         Ok(LocalServer {

@@ -70,16 +70,22 @@ pub fn mutate(request: &AdmissionRequest<DynamicObject>) -> Decision {
         return Decision::allow(request);
     };
 
-    match defaulting_patch(&raw, &vault) {
-        Ok(None) => Decision::allow(request),
-        Ok(Some(patch)) => match AdmissionResponse::from(request).with_patch(patch) {
-            Ok(response) => Decision {
-                response,
-                outcome: Outcome::Patched,
-            },
-            Err(e) => allow_with_warning(request, &format!("defaults were not written: {e}")),
+    let patched = match defaulting_patch(&raw, &vault) {
+        Ok(None) => return Decision::allow(request),
+        Ok(Some(patch)) => AdmissionResponse::from(request)
+            .with_patch(patch)
+            .map_err(|e| e.to_string()),
+        Err(reason) => Err(reason),
+    };
+    match patched {
+        Ok(response) => Decision {
+            response,
+            outcome: Outcome::Patched,
         },
-        Err(reason) => allow_with_warning(request, &format!("defaults were not written: {reason}")),
+        Err(reason) => {
+            let warning = format!("defaults were not written: {reason}");
+            allow_with_warning(request, &warning)
+        }
     }
 }
 

@@ -58,6 +58,13 @@ fn mutate_patch_turns_the_object_into_its_defaults() {
     );
 }
 
+/// The preferred anti-affinity terms that spread the pods.
+const SPREAD: &str =
+    "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution";
+const SPREAD_0_WEIGHT: &str = "SPREAD/0/weight";
+const SPREAD_0_KEY: &str = "SPREAD/0/podAffinityTerm/topologyKey";
+const SPREAD_1_KEY: &str = "SPREAD/1/podAffinityTerm/topologyKey";
+
 #[test]
 fn mutate_writes_each_default() {
     let (_, patched) = mutated(&raft_vault());
@@ -86,21 +93,13 @@ fn mutate_writes_each_default() {
             "/spec/unsealConfig/kubernetes/secretNamespace",
             json!("default"),
         ),
-        (
-            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/weight",
-            json!(100),
-        ),
-        (
-            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/podAffinityTerm/topologyKey",
-            json!("kubernetes.io/hostname"),
-        ),
-        (
-            "/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/1/podAffinityTerm/topologyKey",
-            json!("topology.kubernetes.io/zone"),
-        ),
+        (SPREAD_0_WEIGHT, json!(100)),
+        (SPREAD_0_KEY, json!("kubernetes.io/hostname")),
+        (SPREAD_1_KEY, json!("topology.kubernetes.io/zone")),
     ];
     for (pointer, expected) in cases {
-        assert_eq!(patched.pointer(pointer), Some(expected), "{pointer}");
+        let pointer = pointer.replace("SPREAD", SPREAD);
+        assert_eq!(patched.pointer(&pointer), Some(expected), "{pointer}");
     }
 }
 

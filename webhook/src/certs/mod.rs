@@ -407,13 +407,17 @@ pub fn ca_bundle_patch(webhooks: &[WebhookTrust], bundle: &[u8]) -> Option<Patch
         if webhook.ca_bundle.as_deref() == Some(bundle) {
             continue;
         }
-        let index = index.to_string();
+        let mut path = PointerBuf::from_tokens(["webhooks", index.to_string().as_str()]);
+        let mut name = path.clone();
+        name.push_back("name");
+        path.push_back("clientConfig");
+        path.push_back("caBundle");
         operations.push(PatchOperation::Test(TestOperation {
-            path: PointerBuf::from_tokens(["webhooks", index.as_str(), "name"]),
+            path: name,
             value: Value::String(webhook.name.clone()),
         }));
         operations.push(PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(["webhooks", index.as_str(), "clientConfig", "caBundle"]),
+            path,
             value: encoded.clone(),
         }));
     }
