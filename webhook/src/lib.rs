@@ -5,6 +5,8 @@
 //! The decisions are pure functions ([`handlers`], [`review`], [`certs`]); the servers
 //! ([`server`]), TLS ([`tls`]) and the Kubernetes calls ([`certs::cluster`]) wrap them.
 
+#![warn(missing_docs)]
+
 pub mod certs;
 pub mod error;
 pub mod fixtures;

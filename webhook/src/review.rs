@@ -1,8 +1,6 @@
 //! Reading an `AdmissionReview` out of a request body, refusing anything that is not a
 //! review of a `Vault` with a reason the caller can act on.
 
-use std::fmt;
-
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde_json::Value;
@@ -23,9 +21,10 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a request body is not a review the webhook can answer: the caller gets it back with
 /// status 400.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadReview {
     /// The body could not be read whole within [`MAX_BODY_BYTES`] (or the configured limit).
+    #[error("the body could not be read within {limit} bytes: {reason}")]
     Unreadable {
         /// The limit, in bytes.
         limit: usize,
@@ -33,59 +32,32 @@ pub enum BadReview {
         reason: String,
     },
     /// The body is not JSON.
+    #[error("the body is not JSON: {0}")]
     NotJson(String),
     /// The body is JSON but not an object.
+    #[error("the body is not a JSON object")]
     NotAnObject,
     /// `apiVersion` is not `admission.k8s.io/v1`.
+    #[error("apiVersion is {0:?}; this webhook answers {REVIEW_API_VERSION} reviews only")]
     WrongApiVersion(String),
     /// `kind` is not `AdmissionReview`.
+    #[error("kind is {0:?}; this webhook answers {REVIEW_KIND} only")]
     WrongKind(String),
     /// There is no `request`.
+    #[error("the review has no request")]
     MissingRequest,
     /// The review does not have the shape of an `AdmissionReview`.
+    #[error("the review is malformed: {0}")]
     Malformed(String),
     /// The review is about something other than a `Vault`.
+    #[error(
+        "the review is about {0}; this webhook admits {GROUP}/{VAULT_VERSION} {VAULT_KIND} only"
+    )]
     NotAVault(String),
     /// A CREATE or UPDATE carries no object.
+    #[error("the {0} request carries no object")]
     MissingObject(String),
 }
-
-impl fmt::Display for BadReview {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BadReview::Unreadable { limit, reason } => {
-                write!(
-                    f,
-                    "the body could not be read within {limit} bytes: {reason}"
-                )
-            }
-            BadReview::NotJson(reason) => write!(f, "the body is not JSON: {reason}"),
-            BadReview::NotAnObject => write!(f, "the body is not a JSON object"),
-            BadReview::WrongApiVersion(found) => write!(
-                f,
-                "apiVersion is {found:?}; this webhook answers {REVIEW_API_VERSION} reviews only"
-            ),
-            BadReview::WrongKind(found) => {
-                write!(
-                    f,
-                    "kind is {found:?}; this webhook answers {REVIEW_KIND} only"
-                )
-            }
-            BadReview::MissingRequest => write!(f, "the review has no request"),
-            BadReview::Malformed(reason) => write!(f, "the review is malformed: {reason}"),
-            BadReview::NotAVault(found) => write!(
-                f,
-                "the review is about {found}; this webhook admits {GROUP}/{VAULT_VERSION} \
-                 {VAULT_KIND} only"
-            ),
-            BadReview::MissingObject(operation) => {
-                write!(f, "the {operation} request carries no object")
-            }
-        }
-    }
-}
-
-impl std::error::Error for BadReview {}
 
 /// Reads the admission request out of a review's body. Never panics, whatever the bytes.
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
