@@ -416,6 +416,18 @@ fn validate_never_blocks_deletion() {
 }
 
 #[test]
+fn status_updates_are_let_through() {
+    let invalid = with("/spec/config/storage", Value::Null);
+    let mut body = review("UPDATE", Some(invalid.clone()), Some(invalid));
+    body["request"]["subResource"] = json!("status");
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        let decision = decide(endpoint, &body);
+        assert!(decision.response.allowed, "{endpoint:?}");
+        assert_eq!(decision.response.patch, None, "{endpoint:?}");
+    }
+}
+
+#[test]
 fn the_response_answers_the_request() {
     let answer = answer(Endpoint::Validate, &create_body(raft_vault()));
     assert_eq!(answer.status, StatusCode::OK);
