@@ -14,7 +14,10 @@ async fn main() -> anyhow::Result<()> {
     let bin = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     let recorded = bin.parent().map(|dir| dir.join("build-seconds"));
     let build = recorded.and_then(|f| std::fs::read_to_string(f).ok());
-    println!("kubernetes cold build: {}s", build.as_deref().map_or("not recorded", str::trim));
+    println!(
+        "kubernetes cold build: {}s",
+        build.as_deref().map_or("not recorded", str::trim)
+    );
 
     let localcluster_bin = std::env::current_exe()?
         .parent()
@@ -22,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|dir| dir.join("localcluster"))
         .filter(|path| path.is_file())
         .ok_or_else(|| anyhow::anyhow!("build the binary first: cargo build -p localcluster"))?;
-    let options = UpOptions { name: "figures".into(), dir: None, localcluster_bin };
+    let options = UpOptions::new("figures", localcluster_bin);
     let cluster = LocalCluster::up(&options).await?.stop_on_drop();
     let figures = cluster.figures();
     let ready = figures.ready_after.unwrap_or_default();

@@ -31,8 +31,26 @@ pub struct UpOptions {
     pub name: String,
     /// The cluster's folder, if not the default.
     pub dir: Option<PathBuf>,
-    /// The `localcluster` binary, which runs the loopback forward.
+    /// The `localcluster` binary, which runs the loopback forward, the node agent and the
+    /// container shim.
     pub localcluster_bin: PathBuf,
+    /// How many nodes the agent runs (at least 1; 3 by default).
+    pub nodes: usize,
+    /// An image table laid over the built-in one.
+    pub images: Option<PathBuf>,
+}
+
+impl UpOptions {
+    /// Three nodes, the built-in image table.
+    pub fn new(name: &str, localcluster_bin: PathBuf) -> Self {
+        Self {
+            name: name.into(),
+            dir: None,
+            localcluster_bin,
+            nodes: 3,
+            images: None,
+        }
+    }
 }
 
 /// A running local cluster.
@@ -61,11 +79,7 @@ impl LocalCluster {
             Ok(name) if !name.is_empty() => Self::attach(&Layout::new(&name, None)?).await,
             _ => {
                 let name = format!("t{}", std::process::id());
-                let options = UpOptions {
-                    name,
-                    dir: None,
-                    localcluster_bin: find_binary()?,
-                };
+                let options = UpOptions::new(&name, find_binary()?);
                 let mut cluster = Self::up(&options).await?;
                 cluster.owned = true;
                 Ok(cluster)
@@ -154,6 +168,18 @@ impl LocalCluster {
             let url = format!("https://127.0.0.1:{port}/healthz");
             start_and_wait(layout, spec, |l| probe_inside(l, &url)).await?;
         }
+
+        agent_rbac(&cluster.client).await?;
+        write_kubeconfig(
+            layout,
+            &layout.dir().join("node-agent.host.kubeconfig"),
+            &format!("https://127.0.0.1:{port}"),
+            "node-agent",
+        )?;
+        let agent = components::node_agent(layout, options, &bao_path()?);
+        process::start(layout, &agent)?;
+        let want = options.nodes.max(1);
+        wait_until(layout, "node-agent", || nodes_ready(&cluster.client, want)).await?;
         Ok(cluster)
     }
 
@@ -306,6 +332,113 @@ pub async fn test_namespace(client: &kube::Client, prefix: &str) -> Result<Strin
     }
 }
 
+/// The agent's own identity: what a kubelet does for its nodes and pods, and no more.
+async fn agent_rbac(client: &kube::Client) -> Result<(), Error> {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| serde_json::json!({"apiGroups": groups, "resources": resources, "verbs": verbs});
+    let all = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    let read = ["get", "list", "watch"];
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "localcluster:node-agent"},
+        "rules": [
+            rule(&[""], &["nodes", "nodes/status"], &all),
+            rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+            rule(&[""], &["pods/status"], &["get", "patch", "update"]),
+            rule(&[""], &["serviceaccounts/token"], &["create"]),
+            rule(&[""], &["secrets", "configmaps", "services", "serviceaccounts"], &read),
+            rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+            rule(&[""], &["persistentvolumes"], &all),
+            rule(&[""], &["persistentvolumeclaims"], &["get", "list", "watch", "update", "patch"]),
+            rule(&["storage.k8s.io"], &["storageclasses"], &read),
+            rule(&["coordination.k8s.io"], &["leases"], &all),
+            rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+        ],
+    });
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "localcluster:node-agent"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "localcluster:node-agent"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                      "name": crate::pki::IDENTITIES[3].user}],
+    });
+    let params = kube::api::PatchParams::apply("localcluster").force();
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    roles
+        .patch(
+            "localcluster:node-agent",
+            &params,
+            &kube::api::Patch::Apply(role),
+        )
+        .await
+        .map_err(|e| Error::Kube("granting the node agent its role".into(), e))?;
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    bindings
+        .patch(
+            "localcluster:node-agent",
+            &params,
+            &kube::api::Patch::Apply(binding),
+        )
+        .await
+        .map_err(|e| Error::Kube("granting the node agent its role".into(), e))?;
+    Ok(())
+}
+
+/// Ok once `count` nodes report Ready.
+async fn nodes_ready(client: &kube::Client, count: usize) -> Result<(), Error> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let list = nodes
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| Error::Kube("listing nodes".into(), e))?;
+    let ready = list
+        .items
+        .iter()
+        .filter(|node| {
+            let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .count();
+    if ready >= count {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            command: "waiting for nodes".into(),
+            reason: format!("{ready} Ready"),
+        })
+    }
+}
+
+/// OpenBao's `bao`: `LOCALCLUSTER_BAO`, or what `scripts/tools.sh bao` installs.
+fn bao_path() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("LOCALCLUSTER_BAO") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/tools.sh");
+    let output = std::process::Command::new(&script)
+        .arg("bao")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Build(format!("running {} bao: {e}", script.display())))?;
+    if !output.status.success() {
+        return Err(Error::Build(format!(
+            "{} bao failed (its output is above)",
+            script.display()
+        )));
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
 /// Finds the `localcluster` binary: `LOCALCLUSTER_BIN`, or beside the running program.
 fn find_binary() -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("LOCALCLUSTER_BIN") {
@@ -393,7 +526,8 @@ fn write_kubeconfig(
     std::fs::write(path, text).map_err(|e| Error::io("writing", path, e))
 }
 
-async fn client_for(kubeconfig: &Path) -> Result<kube::Client, Error> {
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, Error> {
     install_crypto_provider();
     let error = |e: String| Error::Kubeconfig(kubeconfig.to_path_buf(), e);
     let file = Kubeconfig::read_from(kubeconfig).map_err(|e| error(e.to_string()))?;

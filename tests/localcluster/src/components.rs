@@ -151,6 +151,26 @@ pub fn forward(layout: &Layout, localcluster: &Path) -> Spec {
     }
 }
 
+/// The node agent, on the host, with its own identity.
+pub fn node_agent(layout: &Layout, options: &crate::UpOptions, bao: &Path) -> Spec {
+    let mut args = vec![
+        "agent".into(),
+        format!("--name={}", layout.name()),
+        format!("--dir={}", layout.dir().display()),
+        format!("--nodes={}", options.nodes.max(1)),
+        format!("--bao={}", bao.display()),
+    ];
+    if let Some(images) = &options.images {
+        args.push(format!("--images={}", images.display()));
+    }
+    Spec {
+        name: "node-agent".into(),
+        program: options.localcluster_bin.clone(),
+        args,
+        netns: None,
+    }
+}
+
 fn spec(layout: &Layout, name: &str, program: PathBuf, args: Vec<String>) -> Spec {
     Spec {
         name: name.into(),

@@ -21,7 +21,8 @@ pub mod pki;
 mod process;
 
 pub use cluster::{
-    Figures, LocalCluster, UpOptions, down, install_crypto_provider, status, test_namespace,
+    Figures, LocalCluster, UpOptions, client_for, down, install_crypto_provider, status,
+    test_namespace,
 };
 pub use error::Error;
 pub use layout::Layout;

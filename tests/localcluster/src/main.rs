@@ -22,6 +22,12 @@ enum Command {
     Up {
         #[command(flatten)]
         cluster: ClusterArgs,
+        /// How many nodes, one per zone.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// A YAML image table laid over the built-in one (how images run as programs).
+        #[arg(long)]
+        images: Option<PathBuf>,
     },
     /// Stops every process of the cluster and removes its network namespace.
     Down {
@@ -33,6 +39,19 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Prints a container's log.
+    Logs {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The pod.
+        pod: String,
+        /// The container; the pod's only one when left out.
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// The pod's namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Runs a command inside the cluster's network namespace.
     Exec {
         #[command(flatten)]
@@ -40,6 +59,18 @@ enum Command {
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Plays the kubelet for the cluster's nodes (run by `up`).
+    #[command(hide = true)]
+    Agent {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long)]
+        bao: PathBuf,
+        #[arg(long)]
+        images: Option<PathBuf>,
     },
     /// Starts one container process from a spec file (run by the node agent).
     #[command(hide = true)]
@@ -87,11 +118,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { cluster } => {
+        Command::Up {
+            cluster,
+            nodes,
+            images,
+        } => {
+            let binary = std::env::current_exe().context("finding this program")?;
             let options = UpOptions {
-                name: cluster.name.clone(),
                 dir: cluster.dir.clone(),
-                localcluster_bin: std::env::current_exe().context("finding this program")?,
+                nodes,
+                images,
+                ..UpOptions::new(&cluster.name, binary)
             };
             let runtime = tokio::runtime::Runtime::new().context("starting a runtime")?;
             let up = runtime.block_on(LocalCluster::up(&options))?;
@@ -144,6 +181,67 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .status()
                 .context("running ip netns exec")?;
             return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
+        }
+        Command::Logs {
+            cluster,
+            pod,
+            container,
+            namespace,
+        } => {
+            let layout = cluster.layout()?;
+            let folder = layout.logs_dir().join("pods");
+            let prefix = format!("{namespace}_{pod}_");
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&folder)
+                .with_context(|| format!("no pod logs in {}", folder.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with(&prefix) && f.ends_with(".log"))
+                })
+                .collect();
+            if let Some(container) = container {
+                logs.retain(|p| p.ends_with(format!("{prefix}{container}.log")));
+            }
+            match logs.as_slice() {
+                [one] => {
+                    let text =
+                        std::fs::read(one).with_context(|| format!("reading {}", one.display()))?;
+                    std::io::Write::write_all(&mut std::io::stdout(), &text)?;
+                }
+                [] => anyhow::bail!("no log of {namespace}/{pod} in {}", folder.display()),
+                _ => {
+                    anyhow::bail!("pod {namespace}/{pod} has several containers: name one with -c")
+                }
+            }
+        }
+        Command::Agent {
+            cluster,
+            nodes,
+            bao,
+            images,
+        } => {
+            let layout = cluster.layout()?;
+            let binary = std::env::current_exe().context("finding this program")?;
+            let target = binary.parent().map(PathBuf::from).unwrap_or_default();
+            let runtime = tokio::runtime::Runtime::new().context("starting a runtime")?;
+            runtime.block_on(async {
+                let kubeconfig = layout.dir().join("node-agent.host.kubeconfig");
+                let client = localcluster::client_for(&kubeconfig).await?;
+                let agent = localcluster::agent::Agent {
+                    client,
+                    layout: layout.clone(),
+                    addresses: Default::default(),
+                    images: localcluster::agent::images::ImageTable::load(
+                        images.as_deref(),
+                        &target,
+                    )?,
+                    bao,
+                    localcluster_bin: binary,
+                    nodes: localcluster::agent::nodes::nodes(nodes.max(1)),
+                };
+                localcluster::agent::run(agent).await
+            })?;
         }
         Command::RunContainer { spec } => {
             let text = std::fs::read_to_string(&spec)

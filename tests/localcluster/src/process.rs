@@ -67,6 +67,21 @@ pub fn start(layout: &Layout, spec: &Spec) -> Result<u32, Error> {
     Ok(pid)
 }
 
+/// Records a process started elsewhere (a container), so that `down` finds it.
+pub fn record(layout: &Layout, name: &str, pid: u32, program: &Path) -> Result<(), Error> {
+    let dir = layout.pids_dir();
+    fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    let started = start_time(pid).unwrap_or_default();
+    let path = pid_file(layout, name);
+    let record = format!("{pid}\n{started}\n{}\n", program.display());
+    fs::write(&path, record).map_err(|e| Error::io("writing", &path, e))
+}
+
+/// Forgets a recorded process that has ended.
+pub fn forget(layout: &Layout, name: &str) {
+    let _ = fs::remove_file(pid_file(layout, name));
+}
+
 /// The pid of a process the cluster started, if it still runs.
 pub fn running(layout: &Layout, name: &str) -> Option<u32> {
     let (pid, started) = read_pid_file(&pid_file(layout, name))?;

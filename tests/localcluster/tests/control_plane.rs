@@ -489,11 +489,7 @@ async fn two_clusters_run_side_by_side_and_down_leaves_nothing() {
 
     let mut clusters = Vec::new();
     for name in &names {
-        let options = localcluster::UpOptions {
-            name: name.clone(),
-            dir: None,
-            localcluster_bin: binary.clone(),
-        };
+        let options = localcluster::UpOptions::new(name, binary.clone());
         let cluster = LocalCluster::up(&options)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -522,11 +518,11 @@ async fn two_clusters_run_side_by_side_and_down_leaves_nothing() {
             .collect();
         assert_eq!(
             pids.len(),
-            5,
-            "etcd, API server, forward, controller-manager, scheduler"
+            6,
+            "etcd, API server, forward, controller-manager, scheduler, node agent"
         );
         let stopped = cluster.down().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stopped.len(), 5);
+        assert_eq!(stopped.len(), 6);
         for pid in pids {
             // A zombie has stopped; whoever is its parent (or PID 1) collects it.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

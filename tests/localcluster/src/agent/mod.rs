@@ -1,5 +1,155 @@
 //! The node agent: it plays the kubelet for the local cluster's nodes and runs each pod's
-//! containers as local processes.
+//! containers as local processes (see `shared/design/local-cluster.md`).
+//!
+//! It runs on the host, as its own process started by `localcluster up`, and talks to the
+//! API server through the loopback forward with an identity of its own. Each pod gets a
+//! network namespace on the cluster's bridge; each container is started through the shim
+//! ([`shim`]) inside it.
 
 pub mod container;
+pub mod env;
+pub mod images;
+pub mod network;
+pub mod nodes;
+pub mod pods;
 pub mod shim;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::mpsc;
+
+use crate::{Error, Layout};
+use images::ImageTable;
+use network::Addresses;
+use pods::{PodEvent, Workers};
+
+/// What the agent needs to run.
+pub struct Agent {
+    /// A client with the agent's own identity.
+    pub client: kube::Client,
+    /// The cluster's files and names.
+    pub layout: Layout,
+    /// Pod addresses in use.
+    pub addresses: Addresses,
+    /// How images run.
+    pub images: ImageTable,
+    /// OpenBao's `bao`, which Vault and OpenBao images run.
+    pub bao: PathBuf,
+    /// The `localcluster` binary, whose `run-container` starts each container.
+    pub localcluster_bin: PathBuf,
+    /// The nodes this agent runs.
+    pub nodes: Vec<nodes::NodeInfo>,
+}
+
+/// Registers the nodes and runs their pods until SIGTERM or SIGINT, then stops every
+/// container it started.
+pub async fn run(agent: Agent) -> Result<(), Error> {
+    let agent = Arc::new(agent);
+    for node in &agent.nodes {
+        nodes::register(&agent.client, node).await?;
+    }
+    let keep_alive = tokio::spawn(nodes::keep_alive(agent.client.clone(), agent.nodes.clone()));
+
+    let mut workers = Workers::new();
+    let result = watch_pods(&agent, &mut workers).await;
+
+    keep_alive.abort();
+    for (_, (events, worker)) in std::mem::take(&mut workers) {
+        let _ = events.send(PodEvent::Shutdown).await;
+        let _ = worker.await;
+    }
+    network::delete_all(&agent.layout.netns())?;
+    result
+}
+
+async fn watch_pods(agent: &Arc<Agent>, workers: &mut Workers) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::all(agent.client.clone());
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut stream = watcher(pods, config).boxed();
+    let mut seen_in_listing: Option<BTreeSet<String>> = None;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Command {
+        command: "handling SIGTERM".into(),
+        reason: e.to_string(),
+    })?;
+
+    loop {
+        let event = tokio::select! {
+            event = stream.next() => event,
+            _ = terminate.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(event) = event else { return Ok(()) };
+        match event {
+            Ok(watcher::Event::Init) => seen_in_listing = Some(BTreeSet::new()),
+            Ok(watcher::Event::InitApply(pod)) => {
+                if let (Some(seen), Some(uid)) =
+                    (seen_in_listing.as_mut(), pod.metadata.uid.clone())
+                {
+                    seen.insert(uid);
+                }
+                dispatch(agent, workers, pod).await;
+            }
+            Ok(watcher::Event::InitDone) => {
+                // Pods deleted while the watch was re-listing are gone.
+                let seen = seen_in_listing.take().unwrap_or_default();
+                let gone: Vec<String> = workers
+                    .keys()
+                    .filter(|u| !seen.contains(*u))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    if let Some((events, _)) = workers.remove(&uid) {
+                        let _ = events.send(PodEvent::Gone).await;
+                    }
+                }
+            }
+            Ok(watcher::Event::Apply(pod)) => dispatch(agent, workers, pod).await,
+            Ok(watcher::Event::Delete(pod)) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some((events, _)) = workers.remove(&uid) {
+                    let _ = events.send(PodEvent::Gone).await;
+                }
+            }
+            // The watcher retries by itself; say what happened and go on.
+            Err(e) => eprintln!("node agent: watching pods: {e}"),
+        }
+        workers.retain(|_, (_, worker)| !worker.is_finished());
+    }
+}
+
+/// Hands a pod to its worker, starting one for a pod of ours that has none.
+async fn dispatch(agent: &Arc<Agent>, workers: &mut Workers, pod: Pod) {
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    if !agent.nodes.iter().any(|n| n.name == node) {
+        return;
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if let Some((events, _)) = workers.get(&uid) {
+        let _ = events.send(PodEvent::Update(Box::new(pod))).await;
+        return;
+    }
+
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    let finished = phase == "Succeeded" || phase == "Failed";
+    if finished && pod.metadata.deletion_timestamp.is_none() {
+        return;
+    }
+    let (events, receiver) = mpsc::channel(16);
+    let worker = tokio::spawn(pods::run_pod(agent.clone(), pod, receiver));
+    workers.insert(uid, (events, worker));
+}

@@ -1,0 +1,148 @@
+//! Each pod's network: a namespace of its own, joined to the cluster's bridge by a veth pair,
+//! with loopback up, one address from the pod range, and a route to the pod range only, so a
+//! dial to any other address fails at once.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::Error;
+use crate::net::BRIDGE;
+
+/// Hands out pod addresses from 10.244.1.1 to 10.244.255.254 (10.244.0.0/24 is the
+/// cluster's own).
+#[derive(Debug, Default)]
+pub struct Addresses {
+    used: Mutex<BTreeSet<u32>>,
+}
+
+/// The first pod address, as a number.
+const FIRST: u32 = u32::from_be_bytes([10, 244, 1, 1]);
+/// The last pod address, as a number.
+const LAST: u32 = u32::from_be_bytes([10, 244, 255, 254]);
+
+impl Addresses {
+    /// A free address.
+    pub fn take(&self) -> Result<Ipv4Addr, Error> {
+        let mut used = self.used.lock().map_err(|_| poisoned())?;
+        let free = (FIRST..=LAST).find(|ip| !used.contains(ip) && ip & 0xff != 0xff);
+        let ip = free.ok_or_else(|| Error::Command {
+            command: "allocating a pod address".into(),
+            reason: "the pod range is exhausted".into(),
+        })?;
+        used.insert(ip);
+        Ok(Ipv4Addr::from(ip))
+    }
+
+    /// Gives an address back.
+    pub fn give_back(&self, ip: Ipv4Addr) {
+        if let Ok(mut used) = self.used.lock() {
+            used.remove(&u32::from(ip));
+        }
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Command {
+        command: "allocating a pod address".into(),
+        reason: "lock poisoned".into(),
+    }
+}
+
+/// A pod's network namespace and address.
+#[derive(Clone, Debug)]
+pub struct PodNetwork {
+    /// The namespace's name.
+    pub netns: String,
+    /// The pod's address.
+    pub ip: Ipv4Addr,
+    /// The veth end on the bridge, in the cluster's namespace.
+    veth: String,
+}
+
+/// The prefix of every pod namespace of a cluster, so that `down` finds them all.
+pub fn netns_prefix(cluster_netns: &str) -> String {
+    format!("{cluster_netns}-p-")
+}
+
+/// Makes the pod's namespace and wires it to the bridge in `cluster_netns`.
+pub fn create(cluster_netns: &str, ip: Ipv4Addr) -> Result<PodNetwork, Error> {
+    let [_, _, a, b] = ip.octets();
+    let network = PodNetwork {
+        netns: format!("{}{a}-{b}", netns_prefix(cluster_netns)),
+        ip,
+        veth: format!("vp{a}x{b}"),
+    };
+    let _ = delete(cluster_netns, &network);
+    let result = wire(cluster_netns, &network);
+    if result.is_err() {
+        let _ = delete(cluster_netns, &network);
+    }
+    result.map(|()| network)
+}
+
+fn wire(cluster_netns: &str, network: &PodNetwork) -> Result<(), Error> {
+    let (pod, veth) = (network.netns.as_str(), network.veth.as_str());
+    let address = format!("{}/16", network.ip);
+    ip(&["netns", "add", pod])?;
+    ip(&[
+        "-n",
+        cluster_netns,
+        "link",
+        "add",
+        veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod,
+    ])?;
+    ip(&["-n", cluster_netns, "link", "set", veth, "master", BRIDGE])?;
+    ip(&["-n", cluster_netns, "link", "set", veth, "up"])?;
+    ip(&["-n", pod, "link", "set", "lo", "up"])?;
+    ip(&["-n", pod, "addr", "add", &address, "dev", "eth0"])?;
+    ip(&["-n", pod, "link", "set", "eth0", "up"])
+}
+
+/// Removes the pod's namespace and its veth pair.
+pub fn delete(cluster_netns: &str, network: &PodNetwork) -> Result<(), Error> {
+    let _ = ip(&["-n", cluster_netns, "link", "delete", &network.veth]);
+    if crate::net::exists(&network.netns) {
+        ip(&["netns", "delete", &network.netns])?;
+    }
+    Ok(())
+}
+
+/// Removes every pod namespace of a cluster (after a crash, or on `down`).
+pub fn delete_all(cluster_netns: &str) -> Result<(), Error> {
+    let prefix = netns_prefix(cluster_netns);
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Ok(());
+    };
+    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        if name.starts_with(&prefix) {
+            ip(&["netns", "delete", &name])?;
+        }
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<(), Error> {
+    let command = format!("ip {}", args.join(" "));
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| Error::Command {
+            command: command.clone(),
+            reason: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(Error::Command { command, reason })
+    }
+}
