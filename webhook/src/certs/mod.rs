@@ -40,6 +40,11 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 /// Backdating of `notBefore`, so that clocks a little behind still accept a new certificate.
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// How long a new CA must have been trusted by the webhook configurations before a serving
+/// certificate it signed is put in service: the API server reloads a configuration's
+/// `caBundle` shortly after it changes, and another replica may have written it just now.
+pub const TRUST_DELAY: Duration = Duration::minutes(2);
+
 /// How long generated certificates last. Each is renewed once two thirds of its life
 /// have passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,8 +219,9 @@ impl Plan {
 /// What the Secret's certificates need, at `now`.
 ///
 /// `new_ca_trusted` tells whether both webhook configurations already trusted the current
-/// CA when this round began: only then is a serving certificate from a freshly rolled-over
-/// CA put in service, so the API server never meets a certificate it cannot verify.
+/// CA when this round began: only then, and [`TRUST_DELAY`] after the CA was made, is a
+/// serving certificate from a freshly rolled-over CA put in service, so that the API server
+/// never meets a certificate it cannot verify.
 pub fn plan(
     stored: &StoredCerts,
     dns_name: &str,
@@ -251,7 +257,10 @@ pub fn plan(
     }
     let issue_serving = match serving {
         None => true,
-        Some((serving, _)) if !is_signed_by(&serving.cert, &ca.cert) => new_ca_trusted,
+        Some((serving, _)) if !is_signed_by(&serving.cert, &ca.cert) => {
+            let created = ca_facts.not_before + CLOCK_SKEW;
+            new_ca_trusted && now >= created + TRUST_DELAY
+        }
         Some((_, facts)) => facts.renewal_due(now),
     };
     Plan {

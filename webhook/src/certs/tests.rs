@@ -174,10 +174,13 @@ fn a_ca_rollover_keeps_the_old_ca_trusted_until_the_new_one_is() {
     assert!(!bundle_trusts(bundle.as_bytes(), &serving));
     assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
 
-    // Not yet trusted by the configurations: keep serving the old CA's certificate.
-    assert_eq!(plan(&rolled, NAME, rollover_at, false), Plan::default());
-    // Trusted: switch to a certificate from the new CA.
-    let switch = plan(&rolled, NAME, rollover_at, true);
+    // Not yet trusted by the configurations, or trusted only just now: keep serving the old
+    // CA's certificate.
+    let later = rollover_at + TRUST_DELAY;
+    assert_eq!(plan(&rolled, NAME, later, false), Plan::default());
+    assert_eq!(plan(&rolled, NAME, rollover_at, true), Plan::default());
+    // Trusted for a while: switch to a certificate from the new CA.
+    let switch = plan(&rolled, NAME, later, true);
     assert_eq!(
         switch,
         Plan {
@@ -185,8 +188,7 @@ fn a_ca_rollover_keeps_the_old_ca_trusted_until_the_new_one_is() {
             issue_serving: true
         }
     );
-    let switched =
-        apply(switch, &rolled, NAME, rollover_at, Lifetimes::default()).unwrap_or_default();
+    let switched = apply(switch, &rolled, NAME, later, Lifetimes::default()).unwrap_or_default();
     let serving = switched
         .serving
         .as_ref()
