@@ -27,7 +27,7 @@ pub struct Cli {
 }
 
 /// The standard kubectl flags of every command that talks to a cluster.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterArgs {
     /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]

@@ -38,12 +38,12 @@ pub enum ClusterError {
     )]
     CrdMissing,
     /// The named object does not exist.
-    #[error("{what} not found in namespace {namespace}; list them with `kubectl get {kind} -A`")]
+    #[error("{what} not found in {place}; list them with `kubectl get {kind} -A`")]
     NotFound {
         /// The object, such as `vault/vault`.
         what: String,
-        /// Where it was looked for.
-        namespace: String,
+        /// Where it was looked for: `namespace NAME`, or `any namespace`.
+        place: String,
         /// Its kind's plural, for the hint.
         kind: String,
     },

@@ -8,7 +8,7 @@
 use clap::{Arg, ArgAction, Command, CommandFactory, ValueHint};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, ClusterArgs};
 
 /// The plugin's binary, as kubectl finds it on PATH.
 pub const BIN_NAME: &str = "kubectl-vault";
@@ -42,6 +42,11 @@ pub struct Completion {
     pub candidates: Vec<(String, Option<String>)>,
     /// Cobra's directive.
     pub directive: u32,
+    /// The word is a Vault's name: the names in the cluster that start with this prefix
+    /// should be added, which needs the cluster (see [`Completion::cluster`]).
+    pub vault_names: Option<String>,
+    /// `--kubeconfig`, `--context` and `-n` as typed so far, to ask the cluster with.
+    pub cluster: ClusterArgs,
 }
 
 /// Whether `word` asks for completion (`__complete`), and with descriptions or without
@@ -83,13 +88,19 @@ pub fn complete(mut root: Command, words: &[String]) -> Completion {
     let mut command = &root;
     let mut pending: Option<&Arg> = None;
     let mut positionals = 0;
+    let mut cluster = ClusterArgs::default();
     for word in before {
         // The word is the value of the flag before it.
-        if pending.take().is_some() {
+        if let Some(arg) = pending.take() {
+            remember(&mut cluster, arg, word);
             continue;
         }
         if word.starts_with('-') && word.len() > 1 {
-            pending = flag(command, word).filter(|a| takes_value(a) && !word.contains('='));
+            let arg = flag(command, word);
+            if let (Some(arg), Some((_, value))) = (arg, word.split_once('=')) {
+                remember(&mut cluster, arg, value);
+            }
+            pending = arg.filter(|a| takes_value(a) && !word.contains('='));
         } else if let Some(sub) = command.find_subcommand(word) {
             command = sub;
             positionals = 0;
@@ -98,17 +109,21 @@ pub fn complete(mut root: Command, words: &[String]) -> Completion {
         }
     }
 
+    let answer = |completion: Completion| Completion {
+        cluster: cluster.clone(),
+        ..completion
+    };
     if let Some(arg) = pending {
-        return values(arg, current, "");
+        return answer(values(arg, current, ""));
     }
     if let Some((name, value)) = current.split_once('=')
         && name.starts_with("--")
         && let Some(arg) = flag(command, name)
     {
-        return values(arg, value, &format!("{name}="));
+        return answer(values(arg, value, &format!("{name}=")));
     }
     if current.starts_with('-') {
-        return flags(command, current);
+        return answer(flags(command, current));
     }
 
     let mut candidates: Vec<(String, Option<String>)> = Vec::new();
@@ -125,13 +140,27 @@ pub fn complete(mut root: Command, words: &[String]) -> Completion {
         .filter(|a| !a.is_hide_set())
         .nth(positionals);
     if let Some(arg) = positional {
-        let mut answer = values(arg, current, "");
-        answer.candidates.splice(0..0, candidates);
-        return answer;
+        let mut values = values(arg, current, "");
+        values.candidates.splice(0..0, candidates);
+        if command.get_name() == "status" && arg.get_id() == "name" {
+            values.vault_names = Some(current.to_string());
+        }
+        return answer(values);
     }
-    Completion {
+    answer(Completion {
         candidates,
         directive: NO_FILE_COMPLETION,
+        ..Completion::default()
+    })
+}
+
+/// Keeps the value of a flag that says how to reach the cluster.
+fn remember(cluster: &mut ClusterArgs, arg: &Arg, value: &str) {
+    match arg.get_id().as_str() {
+        "kubeconfig" => cluster.kubeconfig = Some(value.into()),
+        "context" => cluster.context = Some(value.to_string()),
+        "namespace" => cluster.namespace = Some(value.to_string()),
+        _ => {}
     }
 }
 
@@ -167,6 +196,7 @@ fn flags(command: &Command, prefix: &str) -> Completion {
     Completion {
         candidates,
         directive: NO_FILE_COMPLETION,
+        ..Completion::default()
     }
 }
 
@@ -189,6 +219,7 @@ fn values(arg: &Arg, prefix: &str, lead: &str) -> Completion {
     Completion {
         candidates,
         directive: if paths { DEFAULT } else { NO_FILE_COMPLETION },
+        ..Completion::default()
     }
 }
 
@@ -247,6 +278,15 @@ mod tests {
     }
 
     #[test]
+    fn names_of_vaults_come_from_the_cluster_named_so_far() {
+        let c = complete_words(&["--context", "prod", "status", "-n=vault", "va"]);
+        assert_eq!(c.vault_names.as_deref(), Some("va"));
+        assert_eq!(c.cluster.context.as_deref(), Some("prod"));
+        assert_eq!(c.cluster.namespace.as_deref(), Some("vault"));
+        assert_eq!(complete_words(&["init", ""]).vault_names, None);
+    }
+
+    #[test]
     fn file_arguments_leave_completion_to_the_shell() {
         let c = complete_words(&["validate", "-f", ""]);
         assert_eq!(c.directive, DEFAULT);
@@ -258,6 +298,7 @@ mod tests {
         let c = Completion {
             candidates: vec![("a".into(), Some("first".into())), ("b".into(), None)],
             directive: 4,
+            ..Completion::default()
         };
         assert_eq!(c.render(true), "a\tfirst\nb\n:4\n");
         assert_eq!(c.render(false), "a\nb\n:4\n");

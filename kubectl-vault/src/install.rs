@@ -8,7 +8,7 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, is_not_found};
 
 include!(concat!(env!("OUT_DIR"), "/manifests.rs"));
 
@@ -39,6 +39,14 @@ pub enum InstallError {
         container: String,
         /// The names there are.
         known: String,
+    },
+    /// The cluster serves no such kind.
+    #[error("the cluster has no {kind} in {api_version}; is the CRD that defines it installed?")]
+    UnknownKind {
+        /// The document's apiVersion.
+        api_version: String,
+        /// The document's kind.
+        kind: String,
     },
     /// A document lacks apiVersion, kind or name.
     #[error("a document of the manifests has no {0}")]
@@ -236,9 +244,21 @@ pub async fn apply_one(
     let gvk = GroupVersionKind::gvk(group, version, kind);
     let what = format!("{}/{name}", kind.to_lowercase());
 
-    let (resource, capabilities) = pinned_kind(&cluster.client, &gvk)
-        .await
-        .map_err(|e| cluster.explain(&format!("finding the {kind} resource"), e))?;
+    let (resource, capabilities) = match pinned_kind(&cluster.client, &gvk).await {
+        Ok(found) => found,
+        Err(e) if is_unknown_kind(&e) && group == vault_api::documents::GROUP => {
+            return Err(ClusterError::CrdMissing.into());
+        }
+        Err(e) if is_unknown_kind(&e) => {
+            let (api_version, kind) = (api_version.to_string(), kind.to_string());
+            return Err(InstallError::UnknownKind { api_version, kind });
+        }
+        Err(e) => {
+            return Err(cluster
+                .explain(&format!("finding the {kind} resource"), e)
+                .into());
+        }
+    };
     let api: Api<DynamicObject> = match capabilities.scope {
         Scope::Cluster => Api::all_with(cluster.client.clone(), &resource),
         Scope::Namespaced => {
@@ -254,6 +274,15 @@ pub async fn apply_one(
         .await
         .map_err(|e| cluster.explain(&format!("applying {what}"), e))?;
     Ok(what)
+}
+
+/// True when discovery says the cluster serves no such group, version or kind.
+fn is_unknown_kind(error: &kube::Error) -> bool {
+    is_not_found(error)
+        || matches!(
+            error,
+            kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(_))
+        )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use kubectl_vault::cli::{
     Cli, ColorChoice, Command, InitArgs, ManifestFormat, StatusArgs, StatusFormat,
 };
-use kubectl_vault::cluster::{Cluster, ClusterError};
+use kubectl_vault::cluster::Cluster;
 use kubectl_vault::status::fetch::{Query, fetch};
 use kubectl_vault::status::render::render;
 use kubectl_vault::{complete, init, install, validate};
@@ -27,7 +27,12 @@ fn main() -> ExitCode {
     if let Some((first, rest)) = words.split_first()
         && let Some(descriptions) = complete::protocol(first)
     {
-        let completion = complete::complete(Cli::command(), rest);
+        let mut completion = complete::complete(Cli::command(), rest);
+        if let Some(prefix) = completion.vault_names.clone() {
+            let names = vault_names(&completion.cluster);
+            let names = names.into_iter().filter(|name| name.starts_with(&prefix));
+            completion.candidates.extend(names.map(|name| (name, None)));
+        }
         print!("{}", completion.render(descriptions));
         return ExitCode::SUCCESS;
     }
@@ -50,6 +55,27 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => fail(&e, colour),
     }
+}
+
+/// The Vaults in the namespace, or none when the cluster does not answer within a second:
+/// completion must not hang the shell.
+fn vault_names(cluster_args: &kubectl_vault::cli::ClusterArgs) -> Vec<String> {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    runtime.block_on(async {
+        let names = async {
+            let cluster = Cluster::connect(cluster_args).await.ok()?;
+            kubectl_vault::status::fetch::vault_names(&cluster)
+                .await
+                .ok()
+        };
+        let names = tokio::time::timeout(Duration::from_secs(1), names).await;
+        names.ok().flatten().unwrap_or_default()
+    })
 }
 
 /// Prints an error and its causes, in red on a terminal. A cause whose text the message
@@ -168,24 +194,10 @@ async fn run_init(
     let output = init::build(&args, Some(&cluster.namespace), external_config)?;
     print_warnings(&output.warnings);
     for object in &output.objects {
-        let applied = install::apply_one(&cluster, object, false).await;
-        let applied = applied.map_err(|e| vault_crd_hint(e, object))?;
+        let applied = install::apply_one(&cluster, object, false).await?;
         println!("{applied} serverside-applied");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Applying a Vault where its CRD is missing fails in discovery; say what to do.
-fn vault_crd_hint(error: install::InstallError, object: &Value) -> anyhow::Error {
-    let not_found = matches!(
-        &error,
-        install::InstallError::Cluster(ClusterError::Api { .. })
-    );
-    if object["kind"] == "Vault" && not_found {
-        anyhow::Error::new(ClusterError::CrdMissing).context(error.to_string())
-    } else {
-        error.into()
-    }
 }
 
 fn print_warnings(warnings: &[vault_api::Warning]) {

@@ -62,6 +62,14 @@ pub async fn fetch(cluster: &Cluster, query: &Query) -> Result<StatusReport, Clu
     })
 }
 
+/// The names of the Vaults in the cluster's namespace, for completion.
+pub async fn vault_names(cluster: &Cluster) -> Result<Vec<String>, ClusterError> {
+    let api: Api<Vault> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let list = api.list_metadata(&ListParams::default()).await;
+    let list = list.map_err(|e| cluster.explain("listing vaults", e))?;
+    Ok(list.items.iter().map(|v| v.name_any()).collect())
+}
+
 async fn find_vaults(cluster: &Cluster, query: &Query) -> Result<Vec<Vault>, ClusterError> {
     let namespace = &cluster.namespace;
     let api: Api<Vault> = if query.all_namespaces {
@@ -70,14 +78,31 @@ async fn find_vaults(cluster: &Cluster, query: &Query) -> Result<Vec<Vault>, Clu
         Api::namespaced(cluster.client.clone(), namespace)
     };
 
-    let Some(name) = &query.name else {
-        let operation = format!("listing vaults in namespace {namespace}");
-        let list = api.list(&ListParams::default()).await;
-        return match list {
-            Ok(list) => Ok(list.items),
-            Err(e) if is_not_found(&e) => Err(ClusterError::CrdMissing),
-            Err(e) => Err(cluster.explain(&operation, e)),
-        };
+    let name = match &query.name {
+        Some(name) if !query.all_namespaces => name,
+        // With -A, a name is looked for in every namespace.
+        _ => {
+            let operation = match query.all_namespaces {
+                true => "listing vaults in every namespace".to_string(),
+                false => format!("listing vaults in namespace {namespace}"),
+            };
+            let mut vaults = match api.list(&ListParams::default()).await {
+                Ok(list) => list.items,
+                Err(e) if is_not_found(&e) => return Err(ClusterError::CrdMissing),
+                Err(e) => return Err(cluster.explain(&operation, e)),
+            };
+            if let Some(name) = &query.name {
+                vaults.retain(|v| v.name_any() == *name);
+                if vaults.is_empty() {
+                    return Err(ClusterError::NotFound {
+                        what: format!("vault/{name}"),
+                        place: "any namespace".to_string(),
+                        kind: "vaults".to_string(),
+                    });
+                }
+            }
+            return Ok(vaults);
+        }
     };
 
     match api.get(name).await {
@@ -89,7 +114,7 @@ async fn find_vaults(cluster: &Cluster, query: &Query) -> Result<Vec<Vault>, Clu
                 Err(e) if is_not_found(&e) => Err(ClusterError::CrdMissing),
                 _ => Err(ClusterError::NotFound {
                     what: format!("vault/{name}"),
-                    namespace: namespace.clone(),
+                    place: format!("namespace {namespace}"),
                     kind: "vaults".to_string(),
                 }),
             }
