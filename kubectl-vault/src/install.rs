@@ -122,46 +122,49 @@ pub fn customise(mut documents: Vec<Value>, o: &Overrides) -> Result<Vec<Value>,
 }
 
 /// Moves one object, and the references it holds to services and service accounts of the
-/// operator, to `namespace`.
+/// operator, to `namespace`. Only fields that are there are changed.
 fn move_to_namespace(document: &mut Value, namespace: &str) {
-    if document["kind"] == "Namespace" {
-        document["metadata"]["name"] = namespace.into();
+    let is_namespace = document["kind"] == "Namespace";
+    let field = if is_namespace { "name" } else { "namespace" };
+    if let Some(value) = at(document, &["metadata", field]) {
+        *value = namespace.into();
+    }
+    if is_namespace {
         return;
     }
-    if document["metadata"].get("namespace").is_some() {
-        document["metadata"]["namespace"] = namespace.into();
-    }
-    if let Some(subjects) = document["subjects"].as_array_mut() {
-        for subject in subjects
-            .iter_mut()
-            .filter(|s| s["kind"] == "ServiceAccount")
-        {
+
+    let subjects = at(document, &["subjects"]).and_then(Value::as_array_mut);
+    for subject in subjects.into_iter().flatten() {
+        if subject["kind"] == "ServiceAccount" {
             subject["namespace"] = namespace.into();
         }
     }
-    if let Some(webhooks) = document["webhooks"].as_array_mut() {
-        for webhook in webhooks {
-            set_service_namespace(&mut webhook["clientConfig"], namespace);
-        }
+    let webhooks = at(document, &["webhooks"]).and_then(Value::as_array_mut);
+    for webhook in webhooks.into_iter().flatten() {
+        set_service_namespace(at(webhook, &["clientConfig", "service"]), namespace);
     }
-    if document["kind"] == "CustomResourceDefinition" {
-        let client_config = &mut document["spec"]["conversion"]["webhook"]["clientConfig"];
-        if client_config.is_object() {
-            set_service_namespace(client_config, namespace);
-        }
-    }
+    let conversion = ["spec", "conversion", "webhook", "clientConfig", "service"];
+    set_service_namespace(at(document, &conversion), namespace);
+
     // cert-manager's CA injection names NAMESPACE/CERTIFICATE.
-    let key = "cert-manager.io/inject-ca-from";
-    if let Some(from) = document["metadata"]["annotations"][key].as_str()
-        && let Some((_, certificate)) = from.split_once('/')
+    let annotation = ["metadata", "annotations", "cert-manager.io/inject-ca-from"];
+    if let Some(from) = at(document, &annotation)
+        && let Some((_, certificate)) = from.as_str().and_then(|f| f.split_once('/'))
     {
-        document["metadata"]["annotations"][key] = format!("{namespace}/{certificate}").into();
+        *from = format!("{namespace}/{certificate}").into();
     }
 }
 
-fn set_service_namespace(client_config: &mut Value, namespace: &str) {
-    if client_config["service"].is_object() {
-        client_config["service"]["namespace"] = namespace.into();
+/// The value at a path of object fields, if every field is there. Unlike indexing, it
+/// never adds a field.
+fn at<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter()
+        .try_fold(value, |value, field| value.get_mut(*field))
+}
+
+fn set_service_namespace(service: Option<&mut Value>, namespace: &str) {
+    if let Some(service) = service.and_then(Value::as_object_mut) {
+        service.insert("namespace".to_string(), namespace.into());
     }
 }
 
@@ -174,12 +177,12 @@ fn set_image(documents: &mut [Value], image: &str) -> Result<(), InstallError> {
     let mut known = Vec::new();
     let mut matched = false;
     for document in documents.iter_mut() {
-        let pod = &mut document["spec"]["template"]["spec"];
+        let Some(pod) = at(document, &["spec", "template", "spec"]) else {
+            continue;
+        };
         for list in ["initContainers", "containers"] {
-            let Some(containers) = pod[list].as_array_mut() else {
-                continue;
-            };
-            for c in containers {
+            let containers = at(pod, &[list]).and_then(Value::as_array_mut);
+            for c in containers.into_iter().flatten() {
                 let name = c["name"].as_str().unwrap_or_default().to_string();
                 if container.is_none_or(|wanted| wanted == name) {
                     c["image"] = image.into();
@@ -330,6 +333,54 @@ mod tests {
         assert_eq!(containers[0]["image"], "me/controller:2");
         assert_eq!(containers[1]["image"], "b:1");
         assert_eq!(out[2]["subjects"][0]["namespace"], "ops");
+    }
+
+    #[test]
+    fn overrides_add_no_fields() {
+        let original = documents().unwrap_or_default();
+        let overrides = Overrides {
+            namespace: Some("ops".to_string()),
+            images: vec!["me/image:1".to_string()],
+        };
+        let moved = customise(original.clone(), &overrides).unwrap_or_default();
+        let crd = moved
+            .iter()
+            .find(|d| d["kind"] == "CustomResourceDefinition");
+        assert_eq!(
+            crd,
+            original.first(),
+            "the CRD is cluster-scoped and has no image"
+        );
+        let binding = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "a"}});
+        let moved = customise(vec![binding.clone()], &overrides).unwrap_or_default();
+        assert_eq!(moved, [binding]);
+    }
+
+    #[test]
+    fn every_namespace_of_the_embedded_manifests_moves() {
+        let overrides = Overrides {
+            namespace: Some("ops".to_string()),
+            images: Vec::new(),
+        };
+        let moved = customise(documents().unwrap_or_default(), &overrides).unwrap_or_default();
+        let mut namespaces = Vec::new();
+        for document in &moved {
+            if document["kind"] == "Namespace" {
+                namespaces.push(&document["metadata"]["name"]);
+            }
+            namespaces.push(&document["metadata"]["namespace"]);
+            for subject in document["subjects"].as_array().into_iter().flatten() {
+                namespaces.push(&subject["namespace"]);
+            }
+            for webhook in document["webhooks"].as_array().into_iter().flatten() {
+                namespaces.push(&webhook["clientConfig"]["service"]["namespace"]);
+            }
+        }
+        namespaces.retain(|ns| !ns.is_null());
+        assert!(namespaces.iter().all(|ns| *ns == "ops"), "{namespaces:?}");
+        let created = moved.iter().filter(|d| d["kind"] == "Namespace").count();
+        assert!(created <= 1, "one Namespace at most: {created}");
     }
 
     #[test]
