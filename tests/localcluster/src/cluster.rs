@@ -377,6 +377,16 @@ async fn agent_rbac(client: &kube::Client) -> Result<(), Error> {
         )
         .await
         .map_err(|e| Error::Kube("granting the node agent its role".into(), e))?;
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+    let class = crate::agent::storage::storage_class();
+    classes
+        .patch(
+            crate::agent::storage::STORAGE_CLASS,
+            &params,
+            &kube::api::Patch::Apply(class),
+        )
+        .await
+        .map_err(|e| Error::Kube("creating the default StorageClass".into(), e))?;
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     bindings
         .patch(

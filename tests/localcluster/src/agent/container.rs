@@ -18,7 +18,8 @@ pub struct ContainerSpec {
     pub hostname: String,
 
     /// A folder only this container uses, for the scratch layers of its private root. The
-    /// shim may mount over it; the agent removes it after the container ends.
+    /// agent makes it before starting the shim and removes it after the container ends; the
+    /// shim may mount over it.
     pub scratch_dir: PathBuf,
 
     /// What to mount in the container's root, in order (a later mount may sit inside an

@@ -53,12 +53,92 @@ pub fn field(pod: &Pod, path: &str) -> Option<String> {
     }
 }
 
+/// The Secrets and ConfigMaps a container's env refers to, read before it starts.
+#[derive(Debug, Default)]
+pub struct Sources {
+    secrets: BTreeMap<String, BTreeMap<String, String>>,
+    config_maps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Sources {
+    /// Reads every Secret and ConfigMap that the container's `env` and `envFrom` name.
+    /// Missing ones are left out; the variables that need them are then reported.
+    pub async fn fetch(client: &kube::Client, pod: &Pod, container: &Container) -> Self {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let mut secret_names = Vec::new();
+        let mut config_names = Vec::new();
+        for var in container.env.iter().flatten() {
+            let from = var.value_from.as_ref();
+            if let Some(s) = from.and_then(|f| f.secret_key_ref.as_ref()) {
+                secret_names.push(s.name.clone());
+            }
+            if let Some(c) = from.and_then(|f| f.config_map_key_ref.as_ref()) {
+                config_names.push(c.name.clone());
+            }
+        }
+        for source in container.env_from.iter().flatten() {
+            if let Some(s) = &source.secret_ref {
+                secret_names.push(s.name.clone());
+            }
+            if let Some(c) = &source.config_map_ref {
+                config_names.push(c.name.clone());
+            }
+        }
+
+        let mut sources = Self::default();
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &ns);
+        for name in secret_names {
+            if let Ok(Some(secret)) = secrets.get_opt(&name).await {
+                let data = secret.data.unwrap_or_default().into_iter();
+                let values = data.map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
+                sources.secrets.insert(name, values.collect());
+            }
+        }
+        let configs: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), &ns);
+        for name in config_names {
+            if let Ok(Some(config)) = configs.get_opt(&name).await {
+                sources
+                    .config_maps
+                    .insert(name, config.data.unwrap_or_default());
+            }
+        }
+        sources
+    }
+}
+
 /// Where an env var's value comes from, when it cannot be read from the pod alone.
 pub trait Lookup {
     /// A key of a Secret.
     fn secret(&self, name: &str, key: &str) -> Option<String>;
     /// A key of a ConfigMap.
     fn config_map(&self, name: &str, key: &str) -> Option<String>;
+    /// Every key of a Secret.
+    fn secret_all(&self, name: &str) -> Option<BTreeMap<String, String>>;
+    /// Every key of a ConfigMap.
+    fn config_map_all(&self, name: &str) -> Option<BTreeMap<String, String>>;
+}
+
+impl Lookup for Sources {
+    fn secret(&self, name: &str, key: &str) -> Option<String> {
+        self.secrets.get(name)?.get(key).cloned()
+    }
+
+    fn config_map(&self, name: &str, key: &str) -> Option<String> {
+        self.config_maps.get(name)?.get(key).cloned()
+    }
+
+    fn secret_all(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.secrets.get(name).cloned()
+    }
+
+    fn config_map_all(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.config_maps.get(name).cloned()
+    }
 }
 
 /// The container's own env, in order, each value expanded against those before it.
@@ -71,6 +151,23 @@ pub fn container_env(
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut env: Vec<(String, String)> = base.to_vec();
     let mut missing = Vec::new();
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let (values, name, optional) = match (&source.secret_ref, &source.config_map_ref) {
+            (Some(s), _) => (lookup.secret_all(&s.name), s.name.clone(), s.optional),
+            (_, Some(c)) => (lookup.config_map_all(&c.name), c.name.clone(), c.optional),
+            _ => continue,
+        };
+        match values {
+            Some(values) => {
+                for (key, value) in values {
+                    set(&mut env, &format!("{prefix}{key}"), value);
+                }
+            }
+            None if optional.unwrap_or(false) => {}
+            None => missing.push(format!("envFrom {name}")),
+        }
+    }
     for var in container.env.iter().flatten() {
         match value(pod, var, &env, lookup) {
             Some(value) => set(&mut env, &var.name, value),
@@ -100,7 +197,63 @@ fn value(pod: &Pod, var: &EnvVar, env: &[(String, String)], lookup: &dyn Lookup)
             .config_map(&config.name, &config.key)
             .or_else(|| optional(config.optional));
     }
+    if let Some(resource) = &from.resource_field_ref {
+        let container = resource.container_name.as_deref();
+        return Some(resource_value(pod, &resource.resource, container));
+    }
     None
+}
+
+/// A container's resource request or limit, as the downward API gives it: CPU in whole
+/// cores rounded up, memory in bytes; a limit left out is the node's capacity.
+fn resource_value(pod: &Pod, resource: &str, container: Option<&str>) -> String {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    let found = containers
+        .iter()
+        .find(|c| container.is_none_or(|n| c.name == n));
+    let resources = found.and_then(|c| c.resources.clone()).unwrap_or_default();
+    let (section, kind) = resource.split_once('.').unwrap_or(("limits", resource));
+    let map = if section == "requests" {
+        resources.requests
+    } else {
+        resources.limits
+    };
+    let quantity = map.and_then(|m| m.get(kind).map(|q| q.0.clone()));
+    match (kind, quantity) {
+        ("cpu", Some(q)) => match q.strip_suffix('m') {
+            Some(milli) => milli
+                .parse::<u64>()
+                .map_or(q.clone(), |m| m.div_ceil(1000).to_string()),
+            None => q,
+        },
+        ("cpu", None) => "32".into(),
+        ("memory", Some(q)) => memory_bytes(&q).map_or(q, |b| b.to_string()),
+        ("memory", None) => (64u64 << 30).to_string(),
+        (_, Some(q)) => q,
+        (_, None) => "0".into(),
+    }
+}
+
+fn memory_bytes(quantity: &str) -> Option<u64> {
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ];
+    for (suffix, factor) in units {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return number.parse::<u64>().ok().map(|n| n * factor);
+        }
+    }
+    quantity.parse().ok()
 }
 
 fn optional(optional: Option<bool>) -> Option<String> {

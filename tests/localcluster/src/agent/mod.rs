@@ -9,10 +9,14 @@
 pub mod container;
 pub mod env;
 pub mod images;
+pub mod names;
 pub mod network;
 pub mod nodes;
 pub mod pods;
+pub mod probes;
 pub mod shim;
+pub mod storage;
+pub mod volumes;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -47,6 +51,14 @@ pub struct Agent {
     pub nodes: Vec<nodes::NodeInfo>,
 }
 
+/// What the pod workers share besides the agent: the names of Services and pods.
+pub struct Shared {
+    /// The current names, for `/etc/hosts`.
+    pub names: tokio::sync::watch::Receiver<Arc<names::Names>>,
+    /// Runs network probes inside the cluster's namespace.
+    pub prober: probes::Prober,
+}
+
 /// Registers the nodes and runs their pods until SIGTERM or SIGINT, then stops every
 /// container it started.
 pub async fn run(agent: Agent) -> Result<(), Error> {
@@ -55,11 +67,23 @@ pub async fn run(agent: Agent) -> Result<(), Error> {
         nodes::register(&agent.client, node).await?;
     }
     let keep_alive = tokio::spawn(nodes::keep_alive(agent.client.clone(), agent.nodes.clone()));
+    let node_names = agent.nodes.iter().map(|n| n.name.clone()).collect();
+    let volumes = agent.layout.dir().join("volumes");
+    let storage = tokio::spawn(storage::provision(
+        agent.client.clone(),
+        volumes,
+        node_names,
+    ));
 
+    let shared = Arc::new(Shared {
+        names: names::watch_names(agent.client.clone()),
+        prober: probes::Prober::start(&agent.layout.netns())?,
+    });
     let mut workers = Workers::new();
-    let result = watch_pods(&agent, &mut workers).await;
+    let result = watch_pods(&agent, &shared, &mut workers).await;
 
     keep_alive.abort();
+    storage.abort();
     for (_, (events, worker)) in std::mem::take(&mut workers) {
         let _ = events.send(PodEvent::Shutdown).await;
         let _ = worker.await;
@@ -68,7 +92,11 @@ pub async fn run(agent: Agent) -> Result<(), Error> {
     result
 }
 
-async fn watch_pods(agent: &Arc<Agent>, workers: &mut Workers) -> Result<(), Error> {
+async fn watch_pods(
+    agent: &Arc<Agent>,
+    shared: &Arc<Shared>,
+    workers: &mut Workers,
+) -> Result<(), Error> {
     let pods: Api<Pod> = Api::all(agent.client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut stream = watcher(pods, config).boxed();
@@ -94,7 +122,7 @@ async fn watch_pods(agent: &Arc<Agent>, workers: &mut Workers) -> Result<(), Err
                 {
                     seen.insert(uid);
                 }
-                dispatch(agent, workers, pod).await;
+                dispatch(agent, shared, workers, pod).await;
             }
             Ok(watcher::Event::InitDone) => {
                 // Pods deleted while the watch was re-listing are gone.
@@ -110,7 +138,7 @@ async fn watch_pods(agent: &Arc<Agent>, workers: &mut Workers) -> Result<(), Err
                     }
                 }
             }
-            Ok(watcher::Event::Apply(pod)) => dispatch(agent, workers, pod).await,
+            Ok(watcher::Event::Apply(pod)) => dispatch(agent, shared, workers, pod).await,
             Ok(watcher::Event::Delete(pod)) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 if let Some((events, _)) = workers.remove(&uid) {
@@ -125,7 +153,7 @@ async fn watch_pods(agent: &Arc<Agent>, workers: &mut Workers) -> Result<(), Err
 }
 
 /// Hands a pod to its worker, starting one for a pod of ours that has none.
-async fn dispatch(agent: &Arc<Agent>, workers: &mut Workers, pod: Pod) {
+async fn dispatch(agent: &Arc<Agent>, shared: &Arc<Shared>, workers: &mut Workers, pod: Pod) {
     let node = pod
         .spec
         .as_ref()
@@ -150,6 +178,6 @@ async fn dispatch(agent: &Arc<Agent>, workers: &mut Workers, pod: Pod) {
         return;
     }
     let (events, receiver) = mpsc::channel(16);
-    let worker = tokio::spawn(pods::run_pod(agent.clone(), pod, receiver));
+    let worker = tokio::spawn(pods::run_pod(agent.clone(), shared.clone(), pod, receiver));
     workers.insert(uid, (events, worker));
 }

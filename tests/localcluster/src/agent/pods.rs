@@ -13,13 +13,16 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use super::Agent;
 use super::container::{ContainerSpec, Mount, MountKind};
-use super::env::{self, Lookup};
+use super::env::{self, Sources};
 use super::images::{self, Run};
+use super::names::Names;
 use super::network::{self, PodNetwork};
+use super::probes::{self, ProbeEvent};
+use super::volumes::PodVolumes;
+use super::{Agent, Shared};
 use crate::{Error, GATEWAY};
 
 /// What a pod's worker is told.
@@ -37,6 +40,10 @@ pub enum PodEvent {
 const FIRST_BACK_OFF: Duration = Duration::from_secs(1);
 /// The longest wait before a restart.
 const MAX_BACK_OFF: Duration = Duration::from_secs(30);
+/// How soon a container whose configuration could not be read is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(3);
+/// How often Secret, ConfigMap and token volumes are compared with their sources.
+const VOLUME_REFRESH: Duration = Duration::from_secs(20);
 
 /// A container's state, as its status reports it.
 #[derive(Clone, Debug)]
@@ -57,8 +64,8 @@ enum State {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Run_ {
+#[derive(Debug)]
+struct ContainerRun {
     container: Container,
     init: bool,
     state: State,
@@ -66,6 +73,12 @@ struct Run_ {
     restarts: i32,
     /// When a container that exited may start again.
     restart_at: Option<Instant>,
+    /// What the readiness probe last said (true without one).
+    ready: bool,
+    /// Whether the startup probe has passed (true without one).
+    started: bool,
+    /// The task probing the running process.
+    probes: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Why a worker ended.
@@ -77,9 +90,14 @@ enum End {
 }
 
 /// Runs a pod until it is deleted or the agent stops.
-pub async fn run_pod(agent: Arc<Agent>, first: Pod, mut events: mpsc::Receiver<PodEvent>) {
+pub async fn run_pod(
+    agent: Arc<Agent>,
+    shared: Arc<Shared>,
+    first: Pod,
+    mut events: mpsc::Receiver<PodEvent>,
+) {
     let name = pod_label(&first);
-    match PodWorker::start(agent, first).await {
+    match PodWorker::start(agent, shared, first).await {
         Ok(mut worker) => {
             let end = worker.supervise(&mut events).await;
             worker.stop_all().await;
@@ -103,13 +121,20 @@ struct PodWorker {
     network: PodNetwork,
     dir: PathBuf,
     started: String,
-    runs: Vec<Run_>,
+    runs: Vec<ContainerRun>,
     exits: mpsc::Sender<(usize, i32)>,
     exit_events: Option<mpsc::Receiver<(usize, i32)>>,
+    /// The pod's volumes, once laid out.
+    volumes: Option<PodVolumes>,
+    /// The names of Services and pods, for `/etc/hosts`.
+    names: watch::Receiver<Arc<Names>>,
+    shared: Arc<Shared>,
+    probe_events: mpsc::Sender<(usize, u32, ProbeEvent)>,
+    probe_receiver: Option<mpsc::Receiver<(usize, u32, ProbeEvent)>>,
 }
 
 impl PodWorker {
-    async fn start(agent: Arc<Agent>, pod: Pod) -> Result<Self, Error> {
+    async fn start(agent: Arc<Agent>, shared: Arc<Shared>, pod: Pod) -> Result<Self, Error> {
         let ip = agent.addresses.take()?;
         let network = match network::create(&agent.layout.netns(), ip) {
             Ok(network) => network,
@@ -134,7 +159,7 @@ impl PodWorker {
             .flatten()
             .map(|c| (c, true))
             .chain(spec.containers.iter().map(|c| (c, false)))
-            .map(|(container, init)| Run_ {
+            .map(|(container, init)| ContainerRun {
                 container: container.clone(),
                 init,
                 state: State::Waiting {
@@ -144,9 +169,13 @@ impl PodWorker {
                 last: None,
                 restarts: 0,
                 restart_at: Some(Instant::now()),
+                ready: false,
+                started: false,
+                probes: None,
             })
             .collect();
         let (exits, exit_events) = mpsc::channel(64);
+        let (probe_events, probe_receiver) = mpsc::channel(64);
         let worker = Self {
             agent,
             pod,
@@ -156,6 +185,11 @@ impl PodWorker {
             runs,
             exits,
             exit_events: Some(exit_events),
+            volumes: None,
+            names: shared.names.clone(),
+            shared,
+            probe_events,
+            probe_receiver: Some(probe_receiver),
         };
         worker.write_names()?;
         Ok(worker)
@@ -178,6 +212,7 @@ impl PodWorker {
             self.network.ip,
             names.join(" "),
         );
+        let hosts = format!("{hosts}{}", self.names.borrow().lines_for(&ns));
         let resolv = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n";
         for (file, text) in [("hosts", hosts.as_str()), ("resolv.conf", resolv)] {
             let path = self.dir.join(file);
@@ -209,7 +244,11 @@ impl PodWorker {
         let Some(mut exits) = self.exit_events.take() else {
             return End::Stopped;
         };
+        let Some(mut probe_results) = self.probe_receiver.take() else {
+            return End::Stopped;
+        };
         self.report().await;
+        let mut refresh = tokio::time::interval(VOLUME_REFRESH);
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 return End::Deleted;
@@ -229,7 +268,56 @@ impl PodWorker {
                     Some(PodEvent::Gone) | Some(PodEvent::Shutdown) | None => return End::Stopped,
                 },
                 Some((index, code)) = exits.recv() => self.exited(index, code).await,
+                Some((index, pid, event)) = probe_results.recv() => {
+                    self.probed(index, pid, event).await;
+                }
+                _ = refresh.tick() => self.refresh_volumes().await,
+                Ok(()) = self.names.changed() => {
+                    if let Err(e) = self.write_names() {
+                        eprintln!("node agent: {e}");
+                    }
+                }
                 () = sleep => {}
+            }
+        }
+    }
+
+    async fn refresh_volumes(&mut self) {
+        let Some(volumes) = self.volumes.as_mut() else {
+            return;
+        };
+        if let Err(e) = volumes
+            .refresh(&self.agent.client, &self.pod, &self.dir)
+            .await
+        {
+            eprintln!(
+                "node agent: refreshing the volumes of {}: {e}",
+                pod_label(&self.pod)
+            );
+        }
+    }
+
+    /// Lays out the volumes once; until that works every container waits, saying why.
+    async fn volumes_ready(&mut self) -> bool {
+        if self.volumes.is_some() {
+            return true;
+        }
+        match PodVolumes::prepare(&self.agent.client, &self.pod, &self.dir).await {
+            Ok(volumes) => {
+                self.volumes = Some(volumes);
+                true
+            }
+            Err(e) => {
+                let retry = Instant::now() + Duration::from_secs(2);
+                for run in &mut self.runs {
+                    run.state = State::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: e.to_string(),
+                    };
+                    run.restart_at = Some(retry);
+                }
+                self.report().await;
+                false
             }
         }
     }
@@ -242,6 +330,9 @@ impl PodWorker {
     /// container whose (re)start time has come.
     async fn start_due(&mut self) {
         let now = Instant::now();
+        if self.next_restart().is_some_and(|at| at <= now) && !self.volumes_ready().await {
+            return;
+        }
         let init_done = self
             .runs
             .iter()
@@ -261,7 +352,7 @@ impl PodWorker {
                 !init_done
             };
             if due && !blocked {
-                self.start_container(index);
+                self.start_container(index).await;
                 changed = true;
                 if self.runs[index].init {
                     break;
@@ -273,25 +364,27 @@ impl PodWorker {
         }
     }
 
-    fn start_container(&mut self, index: usize) {
+    async fn start_container(&mut self, index: usize) {
         self.runs[index].restart_at = None;
         let container = self.runs[index].container.clone();
-        match self.spawn(&container) {
+        let sources = Sources::fetch(&self.agent.client, &self.pod, &container).await;
+        match self.spawn(&container, &sources) {
             Ok(pid) => {
                 self.runs[index].state = State::Running {
                     pid,
                     started: now(),
                 };
+                self.watch_probes(index, pid);
             }
             Err((reason, message)) => {
                 // A configuration that cannot start now may start later (a Secret appears).
                 self.runs[index].state = State::Waiting { reason, message };
-                self.runs[index].restart_at = Some(Instant::now() + MAX_BACK_OFF);
+                self.runs[index].restart_at = Some(Instant::now() + CONFIG_RETRY);
             }
         }
     }
 
-    fn spawn(&self, container: &Container) -> Result<u32, (String, String)> {
+    fn spawn(&self, container: &Container, sources: &Sources) -> Result<u32, (String, String)> {
         let image = container.image.clone().unwrap_or_default();
         let Some(run) = self.agent.images.lookup(&image) else {
             return Err((
@@ -305,7 +398,7 @@ impl PodWorker {
 
         let home = "/localcluster/home";
         let base = env::base(&self.pod, &self.hostname(), home);
-        let (mut env, missing) = env::container_env(&self.pod, container, &base, &NoLookup);
+        let (mut env, missing) = env::container_env(&self.pod, container, &base, sources);
         if !missing.is_empty() {
             let message = format!("cannot read env {}", missing.join(", "));
             return Err(("CreateContainerConfigError".into(), message));
@@ -364,43 +457,30 @@ impl PodWorker {
             .map_err(|e| ("RunContainerError".into(), e.to_string()))
     }
 
-    /// The pod's volumes this part of the agent lays out: emptyDir and hostPath.
+    /// The container's volume mounts, from the volumes laid out for the pod.
     fn volume_mounts(&self, container: &Container) -> Vec<Mount> {
-        let volumes = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default();
+        let Some(volumes) = &self.volumes else {
+            return Vec::new();
+        };
         let mut mounts = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {
-            let Some(volume) = volumes.iter().find(|v| v.name == mount.name) else {
+            let Some(source) = volumes.paths.get(&mount.name) else {
                 continue;
             };
-            let source = if volume.empty_dir.is_some() {
-                self.dir.join("volumes").join(&volume.name)
-            } else if let Some(host) = &volume.host_path {
-                PathBuf::from(&host.path)
-            } else {
-                // TODO(node agent part 3): configMap, secret, projected, downwardAPI and
-                // persistentVolumeClaim volumes.
-                continue;
-            };
-            let _ = std::fs::create_dir_all(&source);
             let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
                 Some(sub) => source.join(sub),
-                None => source,
+                None => source.clone(),
             };
-            mounts.push(bind(
-                source,
-                &mount.mount_path,
-                mount.read_only.unwrap_or(false),
-            ));
+            let read_only =
+                mount.read_only.unwrap_or(false) || volumes.read_only.contains(&mount.name);
+            mounts.push(bind(source, &mount.mount_path, read_only));
         }
         mounts
     }
 
     fn launch(&self, container: &Container, spec: &ContainerSpec) -> Result<u32, Error> {
+        std::fs::create_dir_all(&spec.scratch_dir)
+            .map_err(|e| Error::io("creating", &spec.scratch_dir, e))?;
         let spec_path = self.dir.join(format!("{}.json", container.name));
         let json = serde_json::to_string(spec).map_err(|e| Error::Command {
             command: "writing a container spec".into(),
@@ -478,10 +558,71 @@ impl PodWorker {
         format!("pod_{}_{}_{container}", self.namespace(), self.name())
     }
 
-    async fn exited(&mut self, index: usize, exit_code: i32) {
+    fn watch_probes(&mut self, index: usize, pid: u32) {
+        let container = self.runs[index].container.clone();
+        let target = probes::Target {
+            ip: self.network.ip.to_string(),
+            pid,
+        };
+        let (events, mut found) = mpsc::channel(8);
+        let watch = probes::watch(self.shared.prober.clone(), container, target, events);
+        let forward = self.probe_events.clone();
+        self.runs[index].probes = Some(tokio::spawn(async move {
+            tokio::pin!(watch);
+            loop {
+                tokio::select! {
+                    () = &mut watch => {}
+                    Some(event) = found.recv() => {
+                        if forward.send((index, pid, event)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                // The probes are done; pass on what is left.
+                while let Some(event) = found.recv().await {
+                    let _ = forward.send((index, pid, event)).await;
+                }
+                return;
+            }
+        }));
+    }
+
+    async fn probed(&mut self, index: usize, pid: u32, event: ProbeEvent) {
         let Some(run) = self.runs.get_mut(index) else {
             return;
         };
+        if !matches!(run.state, State::Running { pid: p, .. } if p == pid) {
+            return;
+        }
+        match event {
+            ProbeEvent::Started => run.started = true,
+            ProbeEvent::Ready(ready) => run.ready = ready,
+            ProbeEvent::Restart(reason) => {
+                eprintln!(
+                    "node agent: {}: {reason}; restarting {}",
+                    pod_label(&self.pod),
+                    run.container.name
+                );
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                return;
+            }
+        }
+        self.report().await;
+    }
+
+    async fn exited(&mut self, index: usize, exit_code: i32) {
+        let Some(name) = self.runs.get(index).map(|r| r.container.name.clone()) else {
+            return;
+        };
+        crate::process::forget(&self.agent.layout, &self.record_name(&name));
+        let Some(run) = self.runs.get_mut(index) else {
+            return;
+        };
+        if let Some(task) = run.probes.take() {
+            task.abort();
+        }
+        (run.ready, run.started) = (false, false);
         let started = match &run.state {
             State::Running { started, .. } => started.clone(),
             _ => now(),
@@ -630,10 +771,10 @@ impl PodWorker {
             .iter()
             .filter(|r| r.init)
             .all(|r| matches!(r.state, State::Terminated { exit_code: 0, .. }));
-        let containers: Vec<&Run_> = self.runs.iter().filter(|r| !r.init).collect();
+        let containers: Vec<&ContainerRun> = self.runs.iter().filter(|r| !r.init).collect();
         let all_running = containers
             .iter()
-            .all(|r| matches!(r.state, State::Running { .. }));
+            .all(|r| matches!(r.state, State::Running { .. }) && r.ready);
         let all_done = containers
             .iter()
             .all(|r| matches!(r.state, State::Terminated { .. }));
@@ -684,14 +825,14 @@ impl PodWorker {
     }
 }
 
-fn container_status(run: &Run_) -> Value {
+fn container_status(run: &ContainerRun) -> Value {
     let running = matches!(run.state, State::Running { .. });
     let mut status = json!({
         "name": run.container.name,
         "image": run.container.image.clone().unwrap_or_default(),
         "imageID": "",
-        "ready": running && !run.init,
-        "started": running,
+        "ready": running && !run.init && run.ready,
+        "started": running && run.started,
         "restartCount": run.restarts,
         "state": state_json(&run.state),
     });
@@ -763,19 +904,6 @@ pub fn log_path(layout: &crate::Layout, namespace: &str, pod: &str, container: &
         .logs_dir()
         .join("pods")
         .join(format!("{namespace}_{pod}_{container}.log"))
-}
-
-/// Env sources that need the API server are read in part 3 of the agent.
-struct NoLookup;
-
-impl Lookup for NoLookup {
-    fn secret(&self, _: &str, _: &str) -> Option<String> {
-        None
-    }
-
-    fn config_map(&self, _: &str, _: &str) -> Option<String> {
-        None
-    }
 }
 
 /// Pods of `nodes` grouped by worker.
