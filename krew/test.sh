@@ -27,7 +27,8 @@ export KREW_ROOT="$work/krew"
 export PATH="$KREW_ROOT/bin:$kubectl_bin:$work/gobin:/usr/bin:/bin"
 export KUBECONFIG="$work/no-kubeconfig"
 
-krew install --manifest="$here/vault.yaml" --archive="$archive" </dev/null 2>&1 | sed 's/^/  krew: /'
+krew install --manifest="$here/vault.yaml" --archive="$archive" </dev/null 2>&1 \
+  | sed 's/^/  krew: /'
 
 installed="$KREW_ROOT/store/vault/$version"
 [ -x "$installed/kubectl-vault" ] || fail "krew did not install $installed/kubectl-vault"

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use kubectl_vault::cli::{
-    Cli, ColorChoice, Command, InitArgs, ManifestFormat, StatusArgs, StatusFormat,
+    Cli, ClusterArgs, ColorChoice, Command, InitArgs, ManifestFormat, StatusArgs, StatusFormat,
 };
 use kubectl_vault::cluster::Cluster;
 use kubectl_vault::status::fetch::{Query, fetch};
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 
 /// The Vaults in the namespace, or none when the cluster does not answer within a second:
 /// completion must not hang the shell.
-fn vault_names(cluster_args: &kubectl_vault::cli::ClusterArgs) -> Vec<String> {
+fn vault_names(cluster_args: &ClusterArgs) -> Vec<String> {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,7 +170,7 @@ fn choices_given(matches: &ArgMatches) -> bool {
 }
 
 async fn run_init(
-    cluster_args: &kubectl_vault::cli::ClusterArgs,
+    cluster_args: &ClusterArgs,
     mut args: InitArgs,
     flags_given: bool,
 ) -> Result<ExitCode> {
@@ -223,7 +223,7 @@ fn manifests(objects: &[Value], format: ManifestFormat) -> Result<String> {
 }
 
 async fn run_status(
-    cluster_args: &kubectl_vault::cli::ClusterArgs,
+    cluster_args: &ClusterArgs,
     args: &StatusArgs,
     colour: bool,
 ) -> Result<ExitCode> {
