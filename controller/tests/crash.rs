@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ async fn flow_child() -> Result<(), BoxError> {
 
 fn run_child(
     servers: &TestCluster,
-    store: &PathBuf,
+    store: &Path,
     crash_at: Option<&str>,
 ) -> Result<Output, BoxError> {
     let config = ChildConfig {
@@ -92,7 +92,7 @@ fn run_child(
             .into_iter()
             .map(|e| (e.pod, e.address, e.server_name))
             .collect(),
-        store: store.clone(),
+        store: store.to_path_buf(),
     };
     let mut command = Command::new(std::env::current_exe()?);
     command

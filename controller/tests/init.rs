@@ -20,8 +20,7 @@ fn quick_retry() -> Retry {
 }
 
 #[tokio::test]
-async fn refuses_when_the_store_fails_holds_keys_or_vault_is_someone_elses() -> Result<(), BoxError>
-{
+async fn refuses_a_failing_store_stored_keys_and_someone_elses_vault() -> Result<(), BoxError> {
     let servers = TestCluster::start("refusals", 1, 28700)?;
     let cluster = servers.cluster()?;
     let options = UnsealOptions {

@@ -828,3 +828,76 @@ pub async fn converge(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn vault(spec: serde_json::Value) -> Vault {
+        let object = json!({
+            "apiVersion": "vault.banzaicloud.com/v1alpha1",
+            "kind": "Vault",
+            "metadata": {"name": "vault", "namespace": "ns"},
+            "spec": spec,
+        });
+        serde_json::from_value(object).unwrap_or_default()
+    }
+
+    #[test]
+    fn options_follow_unseal_config_and_defaults() {
+        let defaults = UnsealOptions::for_vault(&vault(json!({})));
+        assert_eq!((defaults.shares, defaults.threshold), (5, 3));
+        assert!(defaults.pre_flight_checks && defaults.store_root_token && !defaults.recovery);
+        assert_eq!(defaults.key_name(2), "vault-unseal-2");
+
+        let spec = json!({
+            "config": {"seal": {"awskms": {"kms_key_id": "k"}}},
+            "unsealConfig": {"options": {"secretShares": 2, "storeRootToken": false,
+                                         "preFlightChecks": false}},
+        });
+        let options = UnsealOptions::for_vault(&vault(spec));
+        assert_eq!((options.shares, options.threshold), (2, 2));
+        assert!(options.recovery && !options.store_root_token && !options.pre_flight_checks);
+        assert_eq!(options.key_name(0), "vault-recovery-0");
+    }
+
+    #[test]
+    fn converged_needs_every_pod_unsealed_a_leader_and_every_raft_peer() {
+        let pod = |name: &str, sealed| VaultPodStatus {
+            name: name.to_string(),
+            sealed: Some(sealed),
+            ..VaultPodStatus::default()
+        };
+        let peer = |name: &str| crate::vault::RaftServer {
+            node_id: name.to_string(),
+            ..Default::default()
+        };
+        let mut report = Report {
+            initialized: true,
+            pods: vec![pod("vault-0", false), pod("vault-1", false)],
+            leader: Some("vault-0".to_string()),
+            raft: Some(RaftConfiguration {
+                servers: vec![peer("vault-0")],
+                index: 0,
+            }),
+            ..Report::default()
+        };
+        assert!(report.converged(false));
+        assert!(!report.converged(true), "vault-1 is not a peer");
+        if let Some(raft) = report.raft.as_mut() {
+            raft.servers.push(peer("vault-1"));
+        }
+        assert!(report.converged(true));
+        report.pods[1].sealed = None;
+        assert!(
+            !report.converged(true),
+            "a pod that did not answer counts as sealed"
+        );
+        assert_eq!(
+            report.summary(),
+            "initialised: true, sealed: 1 of 2, leader: vault-0, peers: 2"
+        );
+    }
+}
