@@ -307,3 +307,141 @@ mod tests {
         );
     }
 }
+
+/// The store against a stand-in for the API server's Secret endpoints: the real store's
+/// live test waits for the local cluster.
+#[cfg(test)]
+mod api_tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use bytes::Bytes;
+    use http::{Method, Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// One Secret in memory, served at its namespaced path, with merge patches.
+    fn fake_api_server(
+        secret: Arc<Mutex<Option<Value>>>,
+        seen: Seen,
+    ) -> impl tower::Service<
+        Request<kube::client::Body>,
+        Response = Response<Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Send
+    + 'static {
+        tower::service_fn(move |request: Request<kube::client::Body>| {
+            let secret = secret.clone();
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let content_type = parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let path = parts.uri.path().to_string();
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(format!("{} {path}", parts.method));
+
+                let mut stored = secret.lock().unwrap_or_else(PoisonError::into_inner);
+                let item = "/api/v1/namespaces/ns/secrets/vault-unseal-keys";
+                let (status, answer) = match (parts.method, path.as_str()) {
+                    (Method::GET, p) if p == item => match stored.clone() {
+                        Some(secret) => (StatusCode::OK, secret),
+                        None => not_found(),
+                    },
+                    (Method::PATCH, p) if p == item => match stored.as_mut() {
+                        Some(secret) if content_type == "application/merge-patch+json" => {
+                            let patch: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            if let (Some(data), Some(new)) = (
+                                secret.get_mut("data").and_then(Value::as_object_mut),
+                                patch.get("data").and_then(Value::as_object),
+                            ) {
+                                data.extend(new.clone());
+                            }
+                            (StatusCode::OK, secret.clone())
+                        }
+                        Some(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({})),
+                        None => not_found(),
+                    },
+                    (Method::POST, "/api/v1/namespaces/ns/secrets") => {
+                        let created: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        *stored = Some(created.clone());
+                        (StatusCode::CREATED, created)
+                    }
+                    _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
+                };
+                let body = Full::new(Bytes::from(answer.to_string()));
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .unwrap_or_default();
+                Ok(response)
+            }
+        })
+    }
+
+    fn not_found() -> (StatusCode, Value) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "not found", "reason": "NotFound", "code": 404});
+        (StatusCode::NOT_FOUND, status)
+    }
+
+    #[tokio::test]
+    async fn creates_the_secret_on_first_write_then_patches_it() -> Result<(), KeyStoreError> {
+        let secret = Arc::new(Mutex::new(None));
+        let seen = Seen::default();
+        let client = Client::new(fake_api_server(secret.clone(), seen.clone()), "ns");
+        let location = SecretLocation {
+            name: "vault-unseal-keys".to_string(),
+            namespace: "ns".to_string(),
+            vault: "vault".to_string(),
+        };
+        let store = SecretKeyStore::new(client, location);
+
+        assert_eq!(store.get("vault-root").await?, None);
+        assert!(store.list().await?.is_empty());
+        store.set("vault-unseal-0", &Secret::from("k0")).await?;
+        store.set("vault-root", &Secret::from("t")).await?;
+        assert_eq!(store.get("vault-unseal-0").await?, Some(Secret::from("k0")));
+        assert_eq!(store.get("vault-root").await?, Some(Secret::from("t")));
+        assert_eq!(store.list().await?, ["vault-root", "vault-unseal-0"]);
+        assert_eq!(store.describe(), "Secret ns/vault-unseal-keys");
+
+        let item = "/api/v1/namespaces/ns/secrets/vault-unseal-keys";
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(
+            seen[2..5],
+            [
+                format!("PATCH {item}"),
+                "POST /api/v1/namespaces/ns/secrets".to_string(),
+                format!("PATCH {item}"),
+            ]
+        );
+        let stored = secret
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let stored = stored.unwrap_or_default();
+        assert!(
+            stored["metadata"].get("ownerReferences").is_none(),
+            "{stored}"
+        );
+        assert_eq!(stored["metadata"]["labels"][VAULT_LABEL], "vault");
+        assert_eq!(stored["data"]["vault-root"], "dA==");
+        Ok(())
+    }
+}

@@ -200,3 +200,67 @@ pub struct AutopilotServer {
     #[serde(default)]
     pub status: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn seal_status(value: serde_json::Value) -> SealStatus {
+        serde_json::from_value(value).unwrap_or_default()
+    }
+
+    #[test]
+    fn flavor_from_what_the_server_sends() {
+        // As OpenBao 2.7.2 answers `sys/seal-status`.
+        let openbao = seal_status(
+            json!({"type": "shamir", "initialized": true, "sealed": false,
+            "t": 1, "n": 1, "progress": 0, "version": "2.7.2",
+            "commit_date": "2026-10-26T20:32:27Z", "storage_type": "raft"}),
+        );
+        assert_eq!(openbao.flavor(), Flavor::OpenBao);
+        // As HashiCorp Vault answers it.
+        let vault = seal_status(
+            json!({"type": "shamir", "initialized": false, "sealed": true,
+            "t": 0, "n": 0, "progress": 0, "version": "1.20.0",
+            "build_date": "2025-06-23T10:21:30Z"}),
+        );
+        assert_eq!(vault.flavor(), Flavor::Vault);
+        assert_eq!(
+            seal_status(json!({"initialized": true, "sealed": true})).flavor(),
+            Flavor::Unknown
+        );
+    }
+
+    #[test]
+    fn init_response_debug_shows_counts_only() {
+        let response: InitResponse = serde_json::from_value(json!({
+            "keys": ["aa11", "bb22"], "keys_base64": ["qhE=", "uyI="],
+            "root_token": "s.rootrootroot"}))
+        .unwrap_or_default();
+        assert_eq!(response.keys.len(), 2);
+        assert_eq!(response.keys[1].expose(), "bb22");
+        let debug = format!("{response:?}");
+        assert_eq!(
+            debug,
+            "InitResponse { keys: 2, recovery_keys: 0, root_token: Secret(***) }"
+        );
+    }
+
+    #[test]
+    fn leader_from_the_raft_configuration() {
+        let config: RaftConfiguration = serde_json::from_value(json!({"index": 0, "servers": [
+            {"node_id": "vault-0", "address": "10.0.0.1:8201", "leader": false, "voter": true},
+            {"node_id": "vault-1", "address": "10.0.0.2:8201", "leader": true, "voter": true},
+        ]}))
+        .unwrap_or_default();
+        assert_eq!(config.leader(), Some("vault-1"));
+        assert!(
+            config
+                .server("vault-0")
+                .is_some_and(|s| s.voter && !s.leader)
+        );
+        assert!(config.server("vault-2").is_none());
+    }
+}
