@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, PersistentVolumeClaimSpec, ServiceAccount, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
@@ -35,9 +37,9 @@ pub enum InitError {
         /// The flag given.
         flag: &'static str,
         /// The key store it belongs to.
-        store: &'static str,
+        store: String,
         /// The key store chosen.
-        chosen: &'static str,
+        chosen: String,
     },
     /// A `--storage-option` without `=`.
     #[error("--storage-option {0:?} is not KEY=VALUE")]
@@ -124,10 +126,20 @@ pub fn build(
     let vault = vault_api::default(&vault);
     let warnings = vault_api::validate(&vault, None).map_err(InitError::Invalid)?;
 
+    let mut warnings = warnings;
     let mut objects = Vec::new();
     if args.with_rbac {
         let account = service_account.unwrap_or_else(|| args.name.clone());
-        objects.extend(rbac(&account, namespace));
+        let kubernetes_auth = has_kubernetes_auth(&vault.spec.external_config);
+        if kubernetes_auth && namespace.is_none() {
+            warnings.push(Warning {
+                path: "--with-rbac".to_string(),
+                message: "Kubernetes auth needs the ServiceAccount to review tokens; give \
+                          -n NAMESPACE to add its system:auth-delegator binding"
+                    .to_string(),
+            });
+        }
+        objects.extend(rbac(&account, namespace, kubernetes_auth));
     }
     objects.push(to_value(&vault));
     Ok(InitOutput { objects, warnings })
@@ -398,33 +410,36 @@ impl KeyStoreArgs {
     }
 }
 
-/// The user's name of a key store choice.
-fn store_name(store: KeyStoreChoice) -> &'static str {
-    match store {
-        KeyStoreChoice::Kubernetes => "kubernetes",
-        KeyStoreChoice::Aws => "aws",
-        KeyStoreChoice::Gcp => "gcp",
-        KeyStoreChoice::Azure => "azure",
-        KeyStoreChoice::Alibaba => "alibaba",
-        KeyStoreChoice::Oci => "oci",
-        KeyStoreChoice::Vault => "vault",
-        KeyStoreChoice::Hsm => "hsm",
-    }
+/// The user's name of a key store choice, as `--unseal` takes it.
+fn store_name(store: KeyStoreChoice) -> String {
+    use clap::ValueEnum;
+    store
+        .to_possible_value()
+        .map(|value| value.get_name().to_string())
+        .unwrap_or_default()
 }
 
-/// The ServiceAccount the Vault pods run as, and a Role that lets them label their own pod
-/// (service registration) and read and write Secrets, as Bank-Vaults' samples grant.
-fn rbac(account: &str, namespace: Option<&str>) -> Vec<Value> {
+/// The ServiceAccount the Vault pods run as, and a Role that lets Vault label its own pod
+/// (service registration). Unlike Bank-Vaults' sidecar, the pods never touch the unseal
+/// keys (the operator does), so they get no access to Secrets. When Vault's Kubernetes auth
+/// is configured, the account may also review tokens (`system:auth-delegator`), which needs
+/// the namespace to name the account in a cluster-wide binding.
+fn rbac(account: &str, namespace: Option<&str>, kubernetes_auth: bool) -> Vec<Value> {
     let metadata = ObjectMeta {
         name: Some(account.to_string()),
         namespace: namespace.map(str::to_string),
         ..ObjectMeta::default()
     };
-    let rule = |resources: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![String::new()]),
-        resources: Some(vec![resources.to_string()]),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..PolicyRule::default()
+    let subject = Subject {
+        kind: "ServiceAccount".to_string(),
+        name: account.to_string(),
+        namespace: namespace.map(str::to_string),
+        ..Subject::default()
+    };
+    let role_ref = |kind: &str, name: &str| RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_string()),
+        kind: kind.to_string(),
+        name: name.to_string(),
     };
 
     let service_account = ServiceAccount {
@@ -433,30 +448,45 @@ fn rbac(account: &str, namespace: Option<&str>) -> Vec<Value> {
     };
     let role = Role {
         metadata: metadata.clone(),
-        rules: Some(vec![
-            rule("secrets", &["*"]),
-            rule("pods", &["get", "update", "patch"]),
-        ]),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".to_string()]),
+            verbs: ["get", "update", "patch"].map(String::from).to_vec(),
+            ..PolicyRule::default()
+        }]),
     };
     let binding = RoleBinding {
         metadata,
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_string()),
-            kind: "Role".to_string(),
-            name: account.to_string(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_string(),
-            name: account.to_string(),
-            namespace: namespace.map(str::to_string),
-            ..Subject::default()
-        }]),
+        role_ref: role_ref("Role", account),
+        subjects: Some(vec![subject.clone()]),
     };
-    vec![
+    let mut objects = vec![
         to_value(&service_account),
         to_value(&role),
         to_value(&binding),
-    ]
+    ];
+
+    if let (true, Some(namespace)) = (kubernetes_auth, namespace) {
+        let token_review = ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(format!("{namespace}-{account}-auth-delegator")),
+                ..ObjectMeta::default()
+            },
+            role_ref: role_ref("ClusterRole", "system:auth-delegator"),
+            subjects: Some(vec![subject]),
+        };
+        objects.push(to_value(&token_review));
+    }
+    objects
+}
+
+/// True when `externalConfig` sets up Vault's Kubernetes auth method.
+fn has_kubernetes_auth(external_config: &FreeForm) -> bool {
+    let methods = external_config.0.get("auth").and_then(Value::as_array);
+    methods
+        .into_iter()
+        .flatten()
+        .any(|method| method["type"] == "kubernetes")
 }
 
 /// Our own types always serialise; a failure would be a bug, shown as null in the output.
@@ -499,7 +529,7 @@ pub fn ask(mut args: InitArgs) -> Result<InitArgs, InitError> {
         .prompt()?;
 
     let stores = KeyStoreChoice::all();
-    let names: Vec<&str> = stores.iter().map(|s| store_name(*s)).collect();
+    let names: Vec<String> = stores.iter().map(|s| store_name(*s)).collect();
     let chosen = Select::new("Where to keep the unseal keys:", names).prompt()?;
     args.unseal = stores
         .into_iter()

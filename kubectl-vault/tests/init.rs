@@ -56,6 +56,10 @@ const CASES: &[(&str, &str)] = &[
          --storage-option ha_enabled=true --size 2 \
          --external-config tests/fixtures/external-config.yaml",
     ),
+    (
+        "rbac-kubernetes-auth.yaml",
+        "-n vault --with-rbac --external-config tests/fixtures/external-config.yaml",
+    ),
     ("rbac.json", "-n vault --with-rbac -o json"),
     ("single.json", "-o json --size 1"),
 ];
@@ -80,6 +84,25 @@ fn init_output_matches_golden_files_and_validates() {
             check.stdout
         );
     }
+}
+
+#[test]
+fn kubernetes_auth_without_a_namespace_is_a_warning() {
+    let args = [
+        "init",
+        "--with-rbac",
+        "--external-config",
+        "tests/fixtures/external-config.yaml",
+    ];
+    let run = plugin(&args, "");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("warning: --with-rbac: Kubernetes auth needs the ServiceAccount"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("ClusterRoleBinding"));
 }
 
 #[test]
