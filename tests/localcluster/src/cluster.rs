@@ -180,6 +180,11 @@ impl LocalCluster {
         process::start(layout, &agent)?;
         let want = options.nodes.max(1);
         wait_until(layout, "node-agent", || nodes_ready(&cluster.client, want)).await?;
+        // Ready means a pod can be made: the default namespace needs its ServiceAccount.
+        wait_until(layout, "kube-controller-manager", || {
+            namespace_ready(&cluster.client, "default")
+        })
+        .await?;
         Ok(cluster)
     }
 
@@ -311,13 +316,9 @@ pub async fn test_namespace(client: &kube::Client, prefix: &str) -> Result<Strin
         .map_err(|e| Error::Kube(format!("creating a namespace {prefix}-*"), e))?;
     let name = created.metadata.name.unwrap_or_default();
 
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let account = accounts.get_opt("default").await;
-        let root_ca = config_maps.get_opt("kube-root-ca.crt").await;
-        if matches!((account, root_ca), (Ok(Some(_)), Ok(Some(_)))) {
+        if namespace_ready(client, &name).await.is_ok() {
             return Ok(name);
         }
         if Instant::now() > deadline {
@@ -397,6 +398,22 @@ async fn agent_rbac(client: &kube::Client) -> Result<(), Error> {
         .await
         .map_err(|e| Error::Kube("granting the node agent its role".into(), e))?;
     Ok(())
+}
+
+/// Ok once pods can be made in `namespace`: its default ServiceAccount and
+/// `kube-root-ca.crt` exist.
+async fn namespace_ready(client: &kube::Client, namespace: &str) -> Result<(), Error> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let account = accounts.get_opt("default").await;
+    let root_ca = config_maps.get_opt("kube-root-ca.crt").await;
+    match (account, root_ca) {
+        (Ok(Some(_)), Ok(Some(_))) => Ok(()),
+        _ => Err(Error::Command {
+            command: format!("preparing namespace {namespace}"),
+            reason: "no default ServiceAccount or kube-root-ca.crt yet".into(),
+        }),
+    }
 }
 
 /// Ok once `count` nodes report Ready.

@@ -47,6 +47,22 @@ async fn cluster() -> LocalCluster {
         .unwrap_or_else(|e| panic!("starting the cluster: {e}"))
 }
 
+/// Polls `check` until it returns a value, or fails the test after `limit`.
+async fn eventually_value<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
 /// Polls `check` until it returns true, or fails the test after `limit`.
 async fn eventually<F, Fut>(what: &str, limit: Duration, check: F) -> Duration
 where
@@ -511,9 +527,34 @@ async fn two_clusters_run_side_by_side_and_down_leaves_nothing() {
         );
     }
 
+    // Each cluster runs a pod, whose process and network must go with the cluster.
+    let mut pod_pids = Vec::new();
+    for cluster in &clusters {
+        let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+        let pod: Pod = object(
+            json!({"metadata": {"name": "sleeper"}, "spec": {"containers": [
+            {"name": "sleeper", "image": "busybox", "command": ["sleep", "3600"]}]}}),
+        );
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pid = eventually_value("the pod runs", Duration::from_secs(60), || async {
+            let pod = pods.get("sleeper").await.ok()?;
+            let status = pod.status?.container_statuses?.into_iter().next()?;
+            status
+                .container_id?
+                .strip_prefix("localcluster://")?
+                .parse::<u32>()
+                .ok()
+        })
+        .await;
+        pod_pids.push(pid);
+    }
+
     for cluster in &clusters {
         let pids: Vec<u32> = localcluster::status(cluster.layout())
             .into_iter()
+            .filter(|(name, _, _)| !name.starts_with("pod_"))
             .filter_map(|(_, p, _)| p)
             .collect();
         assert_eq!(
@@ -535,9 +576,31 @@ async fn two_clusters_run_side_by_side_and_down_leaves_nothing() {
             );
         }
         assert!(!localcluster::net::exists(&cluster.layout().netns()));
+        let prefix = localcluster::agent::network::netns_prefix(&cluster.layout().netns());
+        let left: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            !left.iter().any(|n| n.starts_with(&prefix)),
+            "pod namespaces left: {left:?}"
+        );
         assert!(
             localcluster::status(cluster.layout()).is_empty(),
             "no pid files left"
+        );
+    }
+    for pid in pod_pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        assert!(
+            matches!(state, None | Some('Z')),
+            "pod process {pid} still runs: {stat}"
         );
     }
     for name in &names {
