@@ -252,6 +252,8 @@ async fn pod_report(
     let mut report = PodReport {
         vault: VaultPodStatus {
             name: name.clone(),
+            // TODO(live voter state): Raft's configuration and autopilot state need a Vault
+            // token, which the plugin does not hold; the controller's word is used instead.
             voter: recorded.and_then(|r| r.voter),
             ..VaultPodStatus::default()
         },
