@@ -78,7 +78,11 @@ impl LocalCluster {
         match std::env::var(CLUSTER_ENV) {
             Ok(name) if !name.is_empty() => Self::attach(&Layout::new(&name, None)?).await,
             _ => {
-                let name = format!("t{}", std::process::id());
+                // Tests of one binary run at once: each needs a name of its own.
+                static STARTED: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let name = format!("t{}-{n}", std::process::id());
                 let options = UpOptions::new(&name, find_binary()?);
                 let mut cluster = Self::up(&options).await?;
                 cluster.owned = true;
