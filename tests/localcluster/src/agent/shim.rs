@@ -37,9 +37,8 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
-use nix::unistd::{
-    Gid, Uid, User, chdir, execve, getgrouplist, pivot_root, setgid, setgroups, sethostname, setuid,
-};
+use nix::unistd::{Gid, Uid, User, chdir, execve, getgrouplist, pivot_root};
+use nix::unistd::{setgid, setgroups, sethostname, setuid};
 
 use super::container::{ContainerSpec, MountKind};
 use crate::Error;
@@ -159,9 +158,10 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
+        let is_octal = |digits: &&[u8]| digits.iter().all(|d| (b'0'..=b'7').contains(d));
         let octal = field
             .get(i + 1..i + 4)
-            .filter(|digits| field[i] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)));
+            .filter(|digits| field[i] == b'\\' && is_octal(digits));
         match octal {
             Some(digits) => {
                 let value = digits.iter().fold(0u32, |n, d| n * 8 + u32::from(d - b'0'));
@@ -377,8 +377,9 @@ impl Root {
     ) -> Result<(), Error> {
         for (wanted, source) in spec.mounts.iter().zip(sources) {
             let target = Path::new(&wanted.target);
-            match (&wanted.kind, source) {
-                (MountKind::Bind(_), Some(source)) => {
+            // A source was opened for each bind, none for a tmpfs.
+            match source {
+                Some(source) => {
                     self.make_target(target, source.kind)?;
                     // Recursive, as a container runtime binds volumes.
                     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
@@ -388,7 +389,7 @@ impl Root {
                         step(format!("binding {from} at {to}"), e)
                     })?;
                 }
-                _ => {
+                None => {
                     // Kubernetes' emptyDir is world-writable, as tmpfs's default 1777 is.
                     self.tmpfs(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
                 }
@@ -405,8 +406,8 @@ impl Root {
     fn drop_old_root(&mut self) -> Result<(), Error> {
         umount2(OLD_ROOT, MntFlags::MNT_DETACH)
             .map_err(|e| step(format!("detaching the host's root from {OLD_ROOT}"), e))?;
-        // The folder is on the private overlay; removing it only tidies the container's
-        // view. It stays if the host has a folder of that name, which it then hides.
+        // The folder is on the private overlay, so removing it changes only what the
+        // container sees; a failure leaves an empty folder and harms nothing.
         let _ = fs::remove_dir(OLD_ROOT);
         Ok(())
     }
@@ -686,7 +687,10 @@ fn exec_args(spec: &ContainerSpec) -> Result<Program, Error> {
     let env = spec
         .env
         .iter()
-        .map(|(name, value)| c_string(name, format!("{name}={value}").into_bytes()))
+        .map(|(name, value)| {
+            let what = format!("the environment variable {name}");
+            c_string(&what, format!("{name}={value}").into_bytes())
+        })
         .collect::<Result<_, _>>()?;
     Ok(Program {
         path: c_string("the program", first.clone().into_bytes())?,
@@ -744,7 +748,7 @@ mod tests {
 ";
         assert_eq!(
             mount_points(mountinfo),
-            ["/", "/mnt/a", "/with space", "/mnt/a/b"].map(PathBuf::from)
+            ["/", "/with space", "/mnt/a", "/mnt/a/b"].map(PathBuf::from)
         );
     }
 
