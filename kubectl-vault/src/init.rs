@@ -78,7 +78,7 @@ fn list(errors: &[FieldError]) -> String {
 /// What `init` writes: the resource, and the RBAC objects when asked for, in apply order.
 #[derive(Debug, Clone)]
 pub struct InitOutput {
-    /// The ServiceAccount, Role and RoleBinding (with `--with-rbac`), then the Vault.
+    /// With `--with-rbac`, the ServiceAccount, its Role and bindings; then the Vault.
     pub objects: Vec<Value>,
     /// What `validate` says the user should know about the resource.
     pub warnings: Vec<Warning>,
@@ -124,9 +124,8 @@ pub fn build(
     let mut vault = Vault::new(&args.name, spec);
     vault.metadata.namespace = namespace.map(str::to_string);
     let vault = vault_api::default(&vault);
-    let warnings = vault_api::validate(&vault, None).map_err(InitError::Invalid)?;
+    let mut warnings = vault_api::validate(&vault, None).map_err(InitError::Invalid)?;
 
-    let mut warnings = warnings;
     let mut objects = Vec::new();
     if args.with_rbac {
         let account = service_account.unwrap_or_else(|| args.name.clone());
