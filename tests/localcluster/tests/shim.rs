@@ -197,22 +197,25 @@ fn the_environment_is_exactly_the_specs() {
 fn binds_show_host_files_at_new_paths_and_leave_the_host_unchanged() {
     let sandbox = Sandbox::new("binds");
     let hosts = sandbox.file("hosts", "10.244.0.5 vault-0.vault-internal\n");
+    let resolv = sandbox.file("resolv.conf", "nameserver 127.0.0.1\n");
     let ca = sandbox.file("tls/ca.crt", "-----BEGIN CERTIFICATE-----\n");
     let config = sandbox.file("config/vault.hcl", "ui = true\n");
     let extra = sandbox.file("extra/extra.hcl", "disable_mlock = true\n");
     sandbox.file("token/token", "a-token\n");
-    let host_hosts = std::fs::read("/etc/hosts").unwrap_or_else(|e| panic!("/etc/hosts: {e}"));
+    let read = |path: &str| std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (host_hosts, host_resolv) = (read("/etc/hosts"), read("/etc/resolv.conf"));
     assert!(
         !Path::new("/vault").exists(),
         "the host must not have /vault"
     );
 
     let mut spec = sandbox.spec(
-        "cat /etc/hosts /vault/tls/ca.crt /vault/config/vault.hcl \
+        "cat /etc/hosts /etc/resolv.conf /vault/tls/ca.crt /vault/config/vault.hcl \
          /var/run/secrets/kubernetes.io/serviceaccount/token",
     );
     spec.mounts = vec![
         bind(&hosts, "/etc/hosts", false),
+        bind(&resolv, "/etc/resolv.conf", true),
         bind(&ca, "/vault/tls/ca.crt", true),
         bind(&sandbox.dir.join("config"), "/vault/config", true),
         // A subPath file over one that exists in the folder mounted just before.
@@ -227,12 +230,13 @@ fn binds_show_host_files_at_new_paths_and_leave_the_host_unchanged() {
 
     assert_eq!(
         out,
-        "10.244.0.5 vault-0.vault-internal\n-----BEGIN CERTIFICATE-----\n\
+        "10.244.0.5 vault-0.vault-internal\nnameserver 127.0.0.1\n-----BEGIN CERTIFICATE-----\n\
          disable_mlock = true\na-token\n"
     );
     assert!(!Path::new("/vault").exists(), "/vault appeared on the host");
     assert!(!Path::new("/var/run/secrets/kubernetes.io").exists());
-    assert_eq!(std::fs::read("/etc/hosts").ok(), Some(host_hosts));
+    assert_eq!(read("/etc/hosts"), host_hosts);
+    assert_eq!(read("/etc/resolv.conf"), host_resolv);
     assert_eq!(
         std::fs::read_to_string(&config).ok().as_deref(),
         Some("ui = true\n")

@@ -16,6 +16,12 @@
 //! The shim creates mount points only in filesystems that are the container's own (its
 //! overlays and tmpfs), checked by device number: a missing mount point under a host bind
 //! is refused rather than made on the host.
+//!
+//! What the container does not get: the host's `/tmp` and `/run` (so a program must not
+//! live there), a writable view of host mounts overlayfs cannot stack on (they are shown
+//! read-only), and a private `/sys` (the host's is bound, writable by root as in a
+//! privileged container). A read-only bind is read-only at its top only: mounts under its
+//! source stay as they are.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
