@@ -138,11 +138,8 @@ fn compute(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Names {
             for (address, hostname) in &addresses {
                 entries.push((address.clone(), forms(name)));
                 if let Some(hostname) = hostname {
-                    // The pod's own name is not short outside the Service's namespace.
-                    let mut pod_names = forms(&format!("{hostname}.{name}"));
-                    pod_names.remove(0);
-                    pod_names.insert(0, format!("{hostname}.{name}"));
-                    entries.push((address.clone(), pod_names));
+                    // `<pod>.<service>` is the short form, like a Service's own name.
+                    entries.push((address.clone(), forms(&format!("{hostname}.{name}"))));
                 }
             }
         } else if let Some((address, _)) = addresses.first() {
@@ -198,9 +195,9 @@ mod tests {
             same_ns.contains("10.244.1.1\tvault-internal vault-internal.v"),
             "{same_ns}"
         );
-        assert!(
-            same_ns.contains("10.244.1.1\tvault-0.vault-internal vault-0.vault-internal.v.svc")
-        );
+        let pod = "10.244.1.1\tvault-0.vault-internal vault-0.vault-internal.v \
+                   vault-0.vault-internal.v.svc";
+        assert!(same_ns.contains(pod), "{same_ns}");
         assert!(
             same_ns.contains("10.244.1.1\tvault vault.v vault.v.svc"),
             "{same_ns}"

@@ -138,10 +138,10 @@ pub async fn keep_alive(client: kube::Client, nodes: Vec<NodeInfo>) {
             {
                 eprintln!("node agent: renewing the lease of {}: {e}", node.name);
             }
-            if round % 6 == 5 {
-                if let Err(e) = report_ready(&client, node).await {
-                    eprintln!("node agent: {e}");
-                }
+            if round % 6 == 5
+                && let Err(e) = report_ready(&client, node).await
+            {
+                eprintln!("node agent: {e}");
             }
         }
         round += 1;

@@ -733,10 +733,10 @@ impl PodWorker {
             preconditions: Some(preconditions),
             ..DeleteParams::default()
         };
-        if let Err(e) = api.delete(&self.name(), &params).await {
-            if !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409) {
-                eprintln!("node agent: deleting pod {}: {e}", pod_label(&self.pod));
-            }
+        if let Err(e) = api.delete(&self.name(), &params).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
+        {
+            eprintln!("node agent: deleting pod {}: {e}", pod_label(&self.pod));
         }
     }
 
@@ -745,16 +745,16 @@ impl PodWorker {
         let api: Api<Pod> = Api::namespaced(self.agent.client.clone(), &self.namespace());
         let status = self.status();
         let patch = Patch::Strategic(json!({"status": status}));
-        if let Err(e) = api
+        let written = api
             .patch_status(&self.name(), &PatchParams::default(), &patch)
-            .await
+            .await;
+        if let Err(e) = written
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
         {
-            if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                eprintln!(
-                    "node agent: writing the status of {}: {e}",
-                    pod_label(&self.pod)
-                );
-            }
+            eprintln!(
+                "node agent: writing the status of {}: {e}",
+                pod_label(&self.pod)
+            );
         }
     }
 

@@ -130,13 +130,13 @@ pub async fn watch(
     let readiness = container.readiness_probe.clone();
     let liveness = container.liveness_probe.clone();
 
-    if let Some(probe) = &startup {
-        if !until_threshold(&prober, &container, probe, &target).await {
-            let _ = events
-                .send(ProbeEvent::Restart("Startup probe failed".into()))
-                .await;
-            return;
-        }
+    if let Some(probe) = &startup
+        && !until_threshold(&prober, &container, probe, &target).await
+    {
+        let _ = events
+            .send(ProbeEvent::Restart("Startup probe failed".into()))
+            .await;
+        return;
     }
     let _ = events.send(ProbeEvent::Started).await;
     if readiness.is_none() {

@@ -42,18 +42,27 @@ pub async fn provision(client: kube::Client, folder: PathBuf, nodes: Vec<String>
         Default::default(),
     );
     let mut events = futures::stream::select(
-        claims.map(|e| e.map(Change::Claim)).boxed(),
-        volumes.map(|e| e.map(Change::Volume)).boxed(),
+        claims
+            .map(|e| e.map(|e| Change::Claim(Box::new(e))))
+            .boxed(),
+        volumes
+            .map(|e| e.map(|e| Change::Volume(Box::new(e))))
+            .boxed(),
     );
     while let Some(event) = events.next().await {
         let result = match event {
-            Ok(Change::Claim(watcher::Event::Apply(claim) | watcher::Event::InitApply(claim))) => {
-                provide(&client, &folder, &nodes, &claim).await
-            }
-            Ok(Change::Volume(watcher::Event::Apply(pv) | watcher::Event::InitApply(pv))) => {
-                reclaim(&client, &pv).await
-            }
-            Ok(_) => Ok(()),
+            Ok(Change::Claim(event)) => match *event {
+                watcher::Event::Apply(claim) | watcher::Event::InitApply(claim) => {
+                    provide(&client, &folder, &nodes, &claim).await
+                }
+                _ => Ok(()),
+            },
+            Ok(Change::Volume(event)) => match *event {
+                watcher::Event::Apply(pv) | watcher::Event::InitApply(pv) => {
+                    reclaim(&client, &pv).await
+                }
+                _ => Ok(()),
+            },
             Err(e) => Err(Error::Command {
                 command: "watching storage".into(),
                 reason: e.to_string(),
@@ -66,8 +75,8 @@ pub async fn provision(client: kube::Client, folder: PathBuf, nodes: Vec<String>
 }
 
 enum Change {
-    Claim(watcher::Event<PersistentVolumeClaim>),
-    Volume(watcher::Event<PersistentVolume>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Volume(Box<watcher::Event<PersistentVolume>>),
 }
 
 /// Makes a volume for a claim of ours whose node the scheduler has picked.

@@ -205,29 +205,28 @@ async fn projected_files(
     if let Some(projected) = &volume.projected {
         let mode = mode(projected.default_mode);
         for source in projected.sources.iter().flatten() {
-            if let Some(secret) = &source.secret {
-                if let Some(data) = secret_data(client, &ns, &secret.name, secret.optional).await? {
-                    add_items(
-                        &mut files,
-                        data,
-                        secret.items.as_deref(),
-                        mode,
-                        &volume.name,
-                    )?;
-                }
+            if let Some(secret) = &source.secret
+                && let Some(data) = secret_data(client, &ns, &secret.name, secret.optional).await?
+            {
+                add_items(
+                    &mut files,
+                    data,
+                    secret.items.as_deref(),
+                    mode,
+                    &volume.name,
+                )?;
             }
-            if let Some(config) = &source.config_map {
-                if let Some(data) =
+            if let Some(config) = &source.config_map
+                && let Some(data) =
                     config_map_data(client, &ns, &config.name, config.optional).await?
-                {
-                    add_items(
-                        &mut files,
-                        data,
-                        config.items.as_deref(),
-                        mode,
-                        &volume.name,
-                    )?;
-                }
+            {
+                add_items(
+                    &mut files,
+                    data,
+                    config.items.as_deref(),
+                    mode,
+                    &volume.name,
+                )?;
             }
             if let Some(downward) = &source.downward_api {
                 for item in downward.items.iter().flatten() {
