@@ -55,6 +55,39 @@ pub const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 /// The node label that names a zone.
 pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
 
+/// Key of the CA certificate in a TLS Secret.
+pub const TLS_CA_KEY: &str = "ca.crt";
+/// Key of the server certificate in the Secret the operator generates.
+pub const TLS_CERT_KEY: &str = "server.crt";
+/// Key of the server key in the Secret the operator generates.
+pub const TLS_KEY_KEY: &str = "server.key";
+/// Key of the certificate in a `kubernetes.io/tls` Secret (such as cert-manager's).
+pub const KUBERNETES_TLS_CERT_KEY: &str = "tls.crt";
+/// Key of the private key in a `kubernetes.io/tls` Secret.
+pub const KUBERNETES_TLS_KEY_KEY: &str = "tls.key";
+/// Name of the API port in `servicePorts`.
+pub const API_PORT_NAME: &str = "api-port";
+/// Name of the cluster port in `servicePorts`.
+pub const CLUSTER_PORT_NAME: &str = "cluster-port";
+
+impl crate::spec::VaultSpec {
+    /// The port Vault's API listens on: `servicePorts.api-port`, or 8200.
+    pub fn api_port(&self) -> i32 {
+        self.service_ports
+            .get(API_PORT_NAME)
+            .copied()
+            .unwrap_or(API_PORT)
+    }
+
+    /// The port Vault servers talk to each other on: `servicePorts.cluster-port`, or 8201.
+    pub fn cluster_port(&self) -> i32 {
+        self.service_ports
+            .get(CLUSTER_PORT_NAME)
+            .copied()
+            .unwrap_or(CLUSTER_PORT)
+    }
+}
+
 /// Label every object of a `Vault` carries, as Bank-Vaults labels them.
 pub const APP_LABEL: &str = "app.kubernetes.io/name";
 /// Label naming the `Vault` resource an object belongs to.

@@ -13,6 +13,8 @@ pub const GROUP: &str = "vault.banzaicloud.com";
 pub struct VaultDocument {
     /// Position of the document in the stream, from 0.
     pub index: usize,
+    /// Position in the document's `items` when the document is a `List`.
+    pub item: Option<usize>,
     /// The resource, or why it is not one (with the path of the field that did not parse).
     pub vault: Result<Vault, String>,
 }
@@ -21,23 +23,40 @@ pub struct VaultDocument {
 /// empty ones. Fails only when the text is not YAML.
 pub fn read_vaults(yaml: &str) -> Result<Vec<VaultDocument>, serde_saphyr::Error> {
     let documents: Vec<Option<Value>> = serde_saphyr::from_multiple(yaml)?;
-    let vaults = documents
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, document)| {
-            let document = document.filter(is_vault)?;
-            let vault = serde_path_to_error::deserialize(&document).map_err(|e| {
-                let path = e.path().to_string();
-                let path = if path == "." {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                };
-                format!("{path}{}", e.inner())
+    let mut vaults = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let Some(document) = document else { continue };
+        if document["kind"] == "List" {
+            let items = document["items"].as_array().cloned().unwrap_or_default();
+            for (item, object) in items.into_iter().enumerate().filter(|(_, o)| is_vault(o)) {
+                vaults.push(VaultDocument {
+                    index,
+                    item: Some(item),
+                    vault: parse(&object),
+                });
+            }
+        } else if is_vault(&document) {
+            vaults.push(VaultDocument {
+                index,
+                item: None,
+                vault: parse(&document),
             });
-            Some(VaultDocument { index, vault })
-        });
-    Ok(vaults.collect())
+        }
+    }
+    Ok(vaults)
+}
+
+/// Reads one `Vault`, naming the path of a field that does not parse.
+fn parse(document: &Value) -> Result<Vault, String> {
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        format!("{path}{}", e.inner())
+    })
 }
 
 fn is_vault(document: &Value) -> bool {
@@ -78,6 +97,20 @@ spec: {size: three}
         );
         let error = vaults[1].vault.as_ref().err().cloned().unwrap_or_default();
         assert!(error.starts_with("spec.size: invalid type"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_items_of_a_list() {
+        let yaml = "\
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}
+- {apiVersion: vault.banzaicloud.com/v1alpha1, kind: Vault, metadata: {name: v}, spec: {}}
+";
+        let vaults = read_vaults(yaml).unwrap_or_default();
+        assert_eq!(vaults.len(), 1);
+        assert_eq!((vaults[0].index, vaults[0].item), (0, Some(1)));
     }
 
     #[test]

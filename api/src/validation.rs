@@ -190,6 +190,8 @@ fn check_unseal(spec: &VaultSpec, report: &mut Report) {
         );
     }
 
+    check_key_store_settings(unseal, report);
+
     if let Some(options) = &unseal.options {
         let shares = options
             .secret_shares
@@ -247,6 +249,182 @@ fn check_unseal(spec: &VaultSpec, report: &mut Report) {
             "spec.unsealConfig.vault.token",
             "a token in the resource is readable by everyone who can read the resource; \
              prefer tokenPath or a Kubernetes auth role",
+        );
+    }
+}
+
+/// Each key store's settings that it cannot work without.
+fn check_key_store_settings(unseal: &crate::unseal::UnsealConfig, report: &mut Report) {
+    if let Some(aws) = &unseal.aws {
+        require(
+            report,
+            "aws",
+            "s3Bucket",
+            aws.s3_bucket.as_ref(),
+            "the bucket the keys are kept in",
+        );
+        if aws.s3_sse.is_none() {
+            let what = "the KMS key that encrypts the keys (or set s3SSE to use S3's encryption)";
+            require(report, "aws", "kmsKeyId", aws.kms_key_id.as_ref(), what);
+        }
+    }
+    if let Some(google) = &unseal.google {
+        require(
+            report,
+            "google",
+            "kmsKeyRing",
+            google.kms_key_ring.as_ref(),
+            "the KMS key ring",
+        );
+        require(
+            report,
+            "google",
+            "kmsCryptoKey",
+            google.kms_crypto_key.as_ref(),
+            "the KMS key",
+        );
+        require(
+            report,
+            "google",
+            "kmsLocation",
+            google.kms_location.as_ref(),
+            "the key ring's location",
+        );
+        require(
+            report,
+            "google",
+            "kmsProject",
+            google.kms_project.as_ref(),
+            "the key ring's project",
+        );
+        let bucket = google.storage_bucket.as_ref();
+        require(
+            report,
+            "google",
+            "storageBucket",
+            bucket,
+            "the bucket the keys are kept in",
+        );
+    }
+    if let Some(azure) = &unseal.azure {
+        require(
+            report,
+            "azure",
+            "keyVaultName",
+            azure.key_vault_name.as_ref(),
+            "the Key Vault",
+        );
+    }
+    if let Some(alibaba) = &unseal.alibaba {
+        require(
+            report,
+            "alibaba",
+            "kmsRegion",
+            alibaba.kms_region.as_ref(),
+            "the KMS region",
+        );
+        require(
+            report,
+            "alibaba",
+            "kmsKeyId",
+            alibaba.kms_key_id.as_ref(),
+            "the KMS key",
+        );
+        require(
+            report,
+            "alibaba",
+            "ossEndpoint",
+            alibaba.oss_endpoint.as_ref(),
+            "the OSS endpoint",
+        );
+        require(
+            report,
+            "alibaba",
+            "ossBucket",
+            alibaba.oss_bucket.as_ref(),
+            "the OSS bucket",
+        );
+    }
+    if let Some(oci) = &unseal.oci {
+        require(
+            report,
+            "oci",
+            "keyOCID",
+            oci.key_ocid.as_ref(),
+            "the encryption key's OCID",
+        );
+        let endpoint = oci.cryptographic_endpoint.as_ref();
+        require(
+            report,
+            "oci",
+            "cryptographicEndpoint",
+            endpoint,
+            "the Vault's crypto endpoint",
+        );
+        require(
+            report,
+            "oci",
+            "bucketName",
+            oci.bucket_name.as_ref(),
+            "the bucket",
+        );
+        require(
+            report,
+            "oci",
+            "bucketNamespace",
+            oci.bucket_namespace.as_ref(),
+            "the bucket's namespace",
+        );
+    }
+    if let Some(vault) = &unseal.vault {
+        require(
+            report,
+            "vault",
+            "address",
+            vault.address.as_ref(),
+            "the other Vault's address",
+        );
+        let path = vault.unseal_keys_path.as_ref();
+        require(
+            report,
+            "vault",
+            "unsealKeysPath",
+            path,
+            "the KV v2 path the keys are kept under",
+        );
+        if vault.role.is_none() && vault.token.is_none() && vault.token_path.is_none() {
+            report.error(
+                "spec.unsealConfig.vault",
+                "says no way to log in to the other Vault",
+                "set role (Kubernetes auth), tokenPath, or token",
+            );
+        }
+    }
+    if let Some(hsm) = &unseal.hsm {
+        require(
+            report,
+            "hsm",
+            "modulePath",
+            hsm.module_path.as_ref(),
+            "the PKCS#11 module library",
+        );
+        if hsm.slot_id.is_none() && hsm.token_label.is_none() {
+            report.error(
+                "spec.unsealConfig.hsm",
+                "names no token",
+                "set slotId or tokenLabel",
+            );
+        }
+    }
+}
+
+/// Adds an error when a key store's setting is missing or blank.
+fn require(report: &mut Report, store: &str, field: &str, value: Option<&String>, what: &str) {
+    if value.is_none_or(|v| v.trim().is_empty()) {
+        report.error(
+            &format!("spec.unsealConfig.{store}.{field}"),
+            "is required",
+            format!("name {what}"),
         );
     }
 }

@@ -348,7 +348,7 @@ fn raft_data_off_any_volume_is_warned_about() {
 fn hsm_with_a_secret_is_one_key_store() {
     let vault = with(
         "/spec/unsealConfig",
-        serde_json::json!({"hsm": {"slotId": 0}, "kubernetes": {}}),
+        serde_json::json!({"hsm": {"slotId": 0, "modulePath": "/m.so"}, "kubernetes": {}}),
     );
     assert!(validate(&vault, None).is_ok());
     let store = vault.spec.unseal_config.and_then(|u| u.key_store());
