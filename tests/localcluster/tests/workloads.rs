@@ -536,3 +536,54 @@ server.serve_forever()
         .delete(&format!("pod-hook-{ns}"), &DeleteParams::default())
         .await;
 }
+
+#[tokio::test]
+async fn sub_paths_mount_one_file_inside_another_volume() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = test_namespace(&client, "subpath")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let map: ConfigMap = object(json!({"metadata": {"name": "app"},
+        "data": {"app.conf": "setting = 1\n", "other": "x"}}));
+    maps.create(&PostParams::default(), &map)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let script = "cat /data/conf/app.conf; ls /data/conf; cat /etc/app/app.conf; \
+                  echo written > /data/out; echo done";
+    let pod: Pod = object(json!({
+        "metadata": {"name": "sub"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "sub", "image": "busybox", "command": ["sh", "-c", script],
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/data"},
+                {"name": "app", "mountPath": "/data/conf/app.conf", "subPath": "app.conf"},
+                {"name": "app", "mountPath": "/etc/app/app.conf", "subPath": "app.conf",
+                 "readOnly": true},
+            ]}],
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "app", "configMap": {"name": "app"}}]},
+    }));
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (text, _) = eventually("the pod finishes", Duration::from_secs(60), || async {
+        let text = log(&cluster, &ns, "sub", "sub");
+        text.contains("done").then_some(text)
+    })
+    .await;
+    assert_eq!(
+        text.matches("setting = 1").count(),
+        2,
+        "both sub-path files read: {text}"
+    );
+    assert!(
+        !text.contains("other"),
+        "only the one key is mounted: {text}"
+    );
+    assert!(
+        !std::path::Path::new("/etc/app").exists(),
+        "the host is unchanged"
+    );
+}

@@ -473,6 +473,7 @@ impl PodWorker {
             };
             let read_only =
                 mount.read_only.unwrap_or(false) || volumes.read_only.contains(&mount.name);
+            make_mount_point(&mounts, &source, &mount.mount_path);
             mounts.push(bind(source, &mount.mount_path, read_only));
         }
         mounts
@@ -872,6 +873,30 @@ fn mirror_vault_env(env: &mut Vec<(String, String)>) {
         })
         .collect();
     env.extend(extra);
+}
+
+/// A mount whose target lies inside an earlier volume's needs its mount point made in that
+/// volume's host folder, as the kubelet does: the container's shim may not write there.
+fn make_mount_point(earlier: &[Mount], source: &std::path::Path, target: &str) {
+    let outer = earlier.iter().rev().find_map(|m| match &m.kind {
+        MountKind::Bind(folder) if folder.is_dir() => {
+            let inside = std::path::Path::new(target).strip_prefix(&m.target).ok()?;
+            (!inside.as_os_str().is_empty()).then(|| folder.join(inside))
+        }
+        _ => None,
+    });
+    let Some(point) = outer else { return };
+    if point.exists() {
+        return;
+    }
+    if let Some(parent) = point.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if source.is_dir() {
+        let _ = std::fs::create_dir_all(&point);
+    } else {
+        let _ = std::fs::File::create(&point);
+    }
 }
 
 fn bind(source: PathBuf, target: &str, read_only: bool) -> Mount {
