@@ -70,7 +70,8 @@ pub fn enter(file: &std::fs::File) -> Result<(), Error> {
     })
 }
 
-fn ip(args: &[&str]) -> Result<(), Error> {
+/// Runs iproute2's `ip` with `args`, failing with what it printed.
+pub(crate) fn ip(args: &[&str]) -> Result<(), Error> {
     let command = format!("ip {}", args.join(" "));
     let output = Command::new("ip")
         .args(args)

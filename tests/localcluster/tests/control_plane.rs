@@ -5,12 +5,15 @@
 //! Run as root. Under `make test` the tests share the cluster named by LOCALCLUSTER_NAME;
 //! run alone, each starts a cluster of its own.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{cluster, eventually, object, until};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -35,48 +38,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).unwrap_or_else(|e| panic!("building a fixture: {e}"))
-}
-
-async fn cluster() -> LocalCluster {
-    LocalCluster::start()
-        .await
-        .unwrap_or_else(|e| panic!("starting the cluster: {e}"))
-}
-
-/// Polls `check` until it returns a value, or fails the test after `limit`.
-async fn eventually_value<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what}: not within {limit:?}");
-}
-
-/// Polls `check` until it returns true, or fails the test after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, check: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what}: not within {limit:?}");
 }
 
 #[tokio::test]
@@ -182,7 +143,7 @@ async fn deployments_make_pods_and_owners_collect_them() {
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let count = |items: usize, want: usize| items == want;
-    eventually(
+    until(
         "a ReplicaSet owned by the Deployment",
         Duration::from_secs(30),
         || async {
@@ -202,7 +163,7 @@ async fn deployments_make_pods_and_owners_collect_them() {
         },
     )
     .await;
-    eventually("two pods", Duration::from_secs(30), || async {
+    until("two pods", Duration::from_secs(30), || async {
         pods.list(&ListParams::default())
             .await
             .is_ok_and(|l| count(l.items.len(), 2))
@@ -213,7 +174,7 @@ async fn deployments_make_pods_and_owners_collect_them() {
         .delete("web", &DeleteParams::background())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let took = eventually(
+    let took = until(
         "dependents garbage-collected",
         Duration::from_secs(60),
         || async {
@@ -370,7 +331,7 @@ async fn a_webhook_behind_a_service_is_called_by_endpoint_routing() {
     let labelled: ConfigMap = object(json!({"metadata": {"name": "x", "labels": {"deny": "yes"}}}));
     let plain: ConfigMap = object(json!({"metadata": {"name": "y"}}));
     // The webhook configuration takes effect within a second or two.
-    let refused = eventually("the webhook refuses", Duration::from_secs(30), || async {
+    let refused = until("the webhook refuses", Duration::from_secs(30), || async {
         match config_maps.create(&PostParams::default(), &labelled).await {
             Err(kube::Error::Api(status)) => status.message.contains("refused by the test webhook"),
             Ok(_) => {
@@ -538,7 +499,7 @@ async fn two_clusters_run_side_by_side_and_down_leaves_nothing() {
         pods.create(&PostParams::default(), &pod)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let pid = eventually_value("the pod runs", Duration::from_secs(60), || async {
+        let (pid, _) = eventually("the pod runs", Duration::from_secs(60), || async {
             let pod = pods.get("sleeper").await.ok()?;
             let status = pod.status?.container_statuses?.into_iter().next()?;
             status

@@ -4,47 +4,16 @@
 //!
 //! Run as root. Under `make test` the tests share the cluster named by LOCALCLUSTER_NAME.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{cluster, container_pid, eventually, inside, object, phase};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use localcluster::{LocalCluster, test_namespace};
+use localcluster::test_namespace;
 use serde_json::json;
-
-async fn cluster() -> LocalCluster {
-    LocalCluster::start()
-        .await
-        .unwrap_or_else(|e| panic!("starting the cluster: {e}"))
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).unwrap_or_else(|e| panic!("building a fixture: {e}"))
-}
-
-/// Polls `check` until it returns `Some`, or fails the test after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> (T, Duration)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(value) = check().await {
-            return (value, start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what}: not within {limit:?}");
-}
-
-fn phase(pod: &Pod) -> String {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_default()
-}
 
 fn restarts(pod: &Pod) -> i32 {
     let statuses = pod
@@ -55,30 +24,6 @@ fn restarts(pod: &Pod) -> i32 {
         .unwrap_or_default()
         .first()
         .map_or(0, |s| s.restart_count)
-}
-
-fn container_pid(pod: &Pod) -> Option<i32> {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())?;
-    let id = statuses.first()?.container_id.clone()?;
-    id.strip_prefix("localcluster://")?.parse().ok()
-}
-
-/// Runs `args` inside the cluster's network namespace and returns its output.
-fn inside(cluster: &LocalCluster, args: &[&str]) -> (bool, String) {
-    let output = Command::new("ip")
-        .args(["netns", "exec", &cluster.layout().netns()])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 fn openbao_statefulset(replicas: i32) -> StatefulSet {

@@ -4,62 +4,17 @@
 //!
 //! Run as root. Under `make test` the tests share the cluster named by LOCALCLUSTER_NAME.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{cluster, eventually, inside, log, object, pod_ip, ready};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use localcluster::{LocalCluster, test_namespace};
 use serde_json::json;
-
-async fn cluster() -> LocalCluster {
-    LocalCluster::start()
-        .await
-        .unwrap_or_else(|e| panic!("starting the cluster: {e}"))
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).unwrap_or_else(|e| panic!("building a fixture: {e}"))
-}
-
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> (T, Duration)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(value) = check().await {
-            return (value, start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what}: not within {limit:?}");
-}
-
-fn log(cluster: &LocalCluster, ns: &str, pod: &str, container: &str) -> String {
-    let path = localcluster::agent::pods::log_path(cluster.layout(), ns, pod, container);
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn ready(pod: &Pod) -> bool {
-    let conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-fn pod_ip(pod: &Pod) -> String {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_secret_reaches_a_pod_through_a_volume_and_env_and_updates_arrive() {
@@ -384,20 +339,9 @@ async fn names_resolve_and_an_https_probe_waits_for_unseal() {
 }
 
 fn inside_curl(cluster: &LocalCluster, args: &[&str]) -> String {
-    let output = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &cluster.layout().netns(),
-            "curl",
-            "-sk",
-            "--max-time",
-            "10",
-        ])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    String::from_utf8_lossy(&output.stdout).to_string()
+    let mut curl = vec!["curl", "-sk", "--max-time", "10"];
+    curl.extend_from_slice(args);
+    inside(cluster, &curl).1
 }
 
 /// A validating webhook served by a pod behind a Service with a selector: the controller

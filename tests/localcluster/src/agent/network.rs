@@ -4,11 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::sync::Mutex;
 
 use crate::Error;
-use crate::net::BRIDGE;
+use crate::net::{BRIDGE, ip};
 
 /// Hands out pod addresses from 10.244.1.1 to 10.244.255.254 (10.244.0.0/24 is the
 /// cluster's own).
@@ -128,21 +127,4 @@ pub fn delete_all(cluster_netns: &str) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-fn ip(args: &[&str]) -> Result<(), Error> {
-    let command = format!("ip {}", args.join(" "));
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            reason: e.to_string(),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let reason = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        Err(Error::Command { command, reason })
-    }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
-    Volume,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod,
+    Secret, ServiceAccount, Volume,
 };
 use kube::api::{Api, PostParams};
 
@@ -161,87 +161,75 @@ async fn projected_files(
     let mut files = Files::new();
     let mut lifetime = None;
 
+    let volume_name = volume.name.as_str();
     if let Some(secret) = &volume.secret {
         let name = secret.secret_name.clone().unwrap_or_default();
+        let source = Source::Secret(&name, secret.optional);
         let mode = mode(secret.default_mode);
-        if let Some(data) = secret_data(client, &ns, &name, secret.optional).await? {
-            add_items(
-                &mut files,
-                data,
-                secret.items.as_deref(),
-                mode,
-                &volume.name,
-            )?;
-        }
+        add_source(
+            &mut files,
+            client,
+            &ns,
+            source,
+            secret.items.as_deref(),
+            mode,
+            volume_name,
+        )
+        .await?;
     }
     if let Some(config) = &volume.config_map {
+        let source = Source::ConfigMap(&config.name, config.optional);
         let mode = mode(config.default_mode);
-        if let Some(data) = config_map_data(client, &ns, &config.name, config.optional).await? {
-            add_items(
-                &mut files,
-                data,
-                config.items.as_deref(),
-                mode,
-                &volume.name,
-            )?;
-        }
+        add_source(
+            &mut files,
+            client,
+            &ns,
+            source,
+            config.items.as_deref(),
+            mode,
+            volume_name,
+        )
+        .await?;
     }
     if let Some(downward) = &volume.downward_api {
-        let mode = mode(downward.default_mode);
-        for item in downward.items.iter().flatten() {
-            let value = item
-                .field_ref
-                .as_ref()
-                .and_then(|f| field(pod, &f.field_path));
-            files.insert(
-                item.path.clone(),
-                (
-                    value.unwrap_or_default().into_bytes(),
-                    item.mode.map_or(mode, |m| m as u32),
-                ),
-            );
-        }
+        add_downward(
+            &mut files,
+            pod,
+            downward.items.as_deref(),
+            mode(downward.default_mode),
+        );
     }
     if let Some(projected) = &volume.projected {
         let mode = mode(projected.default_mode);
         for source in projected.sources.iter().flatten() {
-            if let Some(secret) = &source.secret
-                && let Some(data) = secret_data(client, &ns, &secret.name, secret.optional).await?
-            {
-                add_items(
+            if let Some(secret) = &source.secret {
+                let from = Source::Secret(&secret.name, secret.optional);
+                add_source(
                     &mut files,
-                    data,
+                    client,
+                    &ns,
+                    from,
                     secret.items.as_deref(),
                     mode,
-                    &volume.name,
-                )?;
+                    volume_name,
+                )
+                .await?;
             }
-            if let Some(config) = &source.config_map
-                && let Some(data) =
-                    config_map_data(client, &ns, &config.name, config.optional).await?
-            {
-                add_items(
+            if let Some(config) = &source.config_map {
+                let from = Source::ConfigMap(&config.name, config.optional);
+                add_source(
                     &mut files,
-                    data,
+                    client,
+                    &ns,
+                    from,
                     config.items.as_deref(),
                     mode,
-                    &volume.name,
-                )?;
+                    volume_name,
+                )
+                .await?;
             }
             if let Some(downward) = &source.downward_api {
-                for item in downward.items.iter().flatten() {
-                    let value = item
-                        .field_ref
-                        .as_ref()
-                        .and_then(|f| field(pod, &f.field_path));
-                    files.insert(
-                        item.path.clone(),
-                        (
-                            value.unwrap_or_default().into_bytes(),
-                            item.mode.map_or(mode, |m| m as u32),
-                        ),
-                    );
-                }
+                add_downward(&mut files, pod, downward.items.as_deref(), mode);
             }
             if let Some(token) = &source.service_account_token {
                 let seconds = token.expiration_seconds.unwrap_or(3607);
@@ -254,6 +242,47 @@ async fn projected_files(
         }
     }
     Ok((files, lifetime))
+}
+
+/// A Secret or ConfigMap, by name, and whether it may be missing.
+enum Source<'a> {
+    Secret(&'a str, Option<bool>),
+    ConfigMap(&'a str, Option<bool>),
+}
+
+/// Adds the keys of a Secret or ConfigMap (all, or the `items` named) to a volume's files.
+async fn add_source(
+    files: &mut Files,
+    client: &kube::Client,
+    ns: &str,
+    source: Source<'_>,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    volume: &str,
+) -> Result<(), Error> {
+    let data = match source {
+        Source::Secret(name, optional) => secret_data(client, ns, name, optional).await?,
+        Source::ConfigMap(name, optional) => config_map_data(client, ns, name, optional).await?,
+    };
+    match data {
+        Some(data) => add_items(files, data, items, mode, volume),
+        None => Ok(()),
+    }
+}
+
+/// Adds downward-API fields of the pod to a volume's files.
+fn add_downward(files: &mut Files, pod: &Pod, items: Option<&[DownwardAPIVolumeFile]>, mode: u32) {
+    for item in items.into_iter().flatten() {
+        let value = item
+            .field_ref
+            .as_ref()
+            .and_then(|f| field(pod, &f.field_path));
+        let item_mode = item.mode.map_or(mode, |m| m as u32);
+        files.insert(
+            item.path.clone(),
+            (value.unwrap_or_default().into_bytes(), item_mode),
+        );
+    }
 }
 
 fn mode(default_mode: Option<i32>) -> u32 {
