@@ -148,6 +148,8 @@ async fn main() -> Result<(), Failure> {
         .spawn()?;
     let pid = webhook.id().ok_or("the webhook exited at once")?;
 
+    // A plain client still builds reqwest's TLS side, from the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let plain = reqwest::Client::builder().no_proxy().build()?;
     let ready = format!("http://127.0.0.1:{probe_port}/readyz");
     let mut is_ready = false;

@@ -103,7 +103,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logs(args.log_format);
-    // kube's TLS stack would otherwise find two crypto providers and refuse to choose.
+    // Every TLS client of the process (kube's included) uses ring, whichever providers the
+    // dependency tree happens to enable.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let serving = Arc::new(ServingCert::new());

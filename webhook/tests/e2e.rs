@@ -268,6 +268,8 @@ async fn probes_and_metrics_answer_in_plain_http() {
     let server = LocalServer::start(serving.clone(), MAX_BODY, TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A plain client still builds reqwest's TLS side, from the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let plain = reqwest::Client::builder()
         .no_proxy()
         .build()
