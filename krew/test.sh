@@ -5,36 +5,61 @@
 # plugin discovery. Prints the binary's size.
 #
 # Needs Go (and the module proxy, or a module cache that holds krew) and the kubectl that
-# tests/localcluster/k8s/build.sh builds.
+# tests/localcluster/k8s/build.sh builds. krew is built once per version and kept in
+# KREW_CACHE (default ~/.cache/vault-operator/krew-VERSION).
+#
+#   krew/test.sh                              the release archive, as published
+#   KREW_TEST_PROFILE=debug krew/test.sh      a debug build: what CI runs, quick when warm
+#   BINARY=path/to/kubectl-vault krew/test.sh an existing build (the Rust test's way)
+#
+# Only the manifest written into the temporary folder is used: krew/vault.yaml is left as
+# it was.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 KREW_VERSION=${KREW_VERSION:-v0.4.3}
+krew_cache=${KREW_CACHE:-$HOME/.cache/vault-operator/krew-$KREW_VERSION}
+profile=${KREW_TEST_PROFILE:-release}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "krew/test.sh: FAIL: $*" >&2; exit 1; }
 
-archive=$(DIST="$work/dist" "$here/package.sh" | head -n 1)
-version=$(awk '$1 == "version:" {print $2; exit}' "$here/vault.yaml")
+manifest="$work/vault.yaml"
+archive=$(DIST="$work/dist" MANIFEST="$manifest" PROFILE="$profile" "$here/package.sh" \
+  | head -n 1)
+version=$(awk '$1 == "version:" {print $2; exit}' "$manifest")
 echo "archive: $(basename "$archive") ($(du -h "$archive" | cut -f1)), manifest version $version"
 
-echo "building krew $KREW_VERSION from sigs.k8s.io/krew"
-GOBIN="$work/gobin" GOFLAGS=-mod=mod go install "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION"
+if [ ! -x "$krew_cache/krew" ]; then
+  echo "building krew $KREW_VERSION from sigs.k8s.io/krew into $krew_cache"
+  mkdir -p "$krew_cache"
+  # Offline when the module cache holds krew: Go's own cache serves as the proxy, and its
+  # checksums were verified when it was filled.
+  downloads="$(go env GOMODCACHE)/cache/download"
+  if [ -f "$downloads/sigs.k8s.io/krew/@v/$KREW_VERSION.zip" ]; then
+    export GOPROXY="file://$downloads" GOSUMDB=off
+  fi
+  GOBIN="$krew_cache" GOFLAGS=-mod=mod go install "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION"
+fi
 kubectl_bin=$("$top/tests/localcluster/k8s/build.sh")
 
 export KREW_ROOT="$work/krew"
-export PATH="$KREW_ROOT/bin:$kubectl_bin:$work/gobin:/usr/bin:/bin"
+export PATH="$KREW_ROOT/bin:$kubectl_bin:$krew_cache:/usr/bin:/bin"
 export KUBECONFIG="$work/no-kubeconfig"
 
-krew install --manifest="$here/vault.yaml" --archive="$archive" </dev/null 2>&1 \
+krew install --manifest="$manifest" --archive="$archive" </dev/null 2>&1 \
   | sed 's/^/  krew: /'
 
 installed="$KREW_ROOT/store/vault/$version"
 [ -x "$installed/kubectl-vault" ] || fail "krew did not install $installed/kubectl-vault"
 [ -f "$installed/LICENSE" ] || fail "the archive lacks LICENSE"
 size=$(stat -c %s "$installed/kubectl-vault")
-echo "binary size: $size bytes ($(( size / 1024 / 1024 )) MiB), stripped release build"
+case "$profile:${BINARY:-}" in
+  release:) build="stripped release build" ;;
+  *) build="test build (debug), not the published size" ;;
+esac
+echo "binary size: $size bytes ($(( size / 1024 / 1024 )) MiB), $build"
 
 kubectl plugin list 2>/dev/null | grep -q "$KREW_ROOT/bin/kubectl-vault" \
   || fail "kubectl plugin list does not find kubectl-vault"

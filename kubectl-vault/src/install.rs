@@ -18,6 +18,24 @@ pub const EXPECTED: &[&str] = &["crd.yaml", "controller.yaml", "webhook.yaml"];
 /// The field manager of everything the plugin applies.
 pub const FIELD_MANAGER: &str = "kubectl-vault";
 
+/// Kinds that live outside namespaces, of those an operator's manifests may hold; every
+/// other kind is taken to be namespaced.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "APIService",
+    "PriorityClass",
+    "StorageClass",
+    "IngressClass",
+    "PersistentVolume",
+];
+
 /// Namespaces every cluster has, never written by `install`.
 const BUILT_IN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
@@ -108,6 +126,18 @@ pub fn customise(mut documents: Vec<Value>, o: &Overrides) -> Result<Vec<Value>,
         .filter(|d| d["kind"] == "Namespace")
         .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_string))
         .collect();
+    // A namespaced object that names no namespace would land in the kubectl context's
+    // (with `kubectl apply` as well as here), away from the bindings that name the
+    // operator's namespace: it goes there instead.
+    let home = o.namespace.clone().or_else(|| declared.first().cloned());
+    for document in documents.iter_mut().filter(|d| is_namespaced(d)) {
+        let metadata = document.get_mut("metadata").and_then(Value::as_object_mut);
+        if let (Some(metadata), Some(home)) = (metadata, &home) {
+            metadata
+                .entry("namespace")
+                .or_insert_with(|| home.clone().into());
+        }
+    }
     let mut used: Vec<String> = documents
         .iter()
         .filter_map(|d| d["metadata"]["namespace"].as_str().map(str::to_string))
@@ -119,6 +149,12 @@ pub fn customise(mut documents: Vec<Value>, o: &Overrides) -> Result<Vec<Value>,
         .into_iter()
         .map(|name| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
     Ok(namespaces.chain(documents).collect())
+}
+
+/// True unless the document's kind is one of those known to be cluster-scoped.
+fn is_namespaced(document: &Value) -> bool {
+    let kind = document["kind"].as_str().unwrap_or_default();
+    !CLUSTER_SCOPED.contains(&kind)
 }
 
 /// Moves one object, and the references it holds to services and service accounts of the
@@ -351,10 +387,35 @@ mod tests {
             original.first(),
             "the CRD is cluster-scoped and has no image"
         );
-        let binding = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                          "metadata": {"name": "a"}});
+        let moved = customise(vec![role.clone()], &overrides).unwrap_or_default();
+        assert_eq!(moved, [role]);
+    }
+
+    #[test]
+    fn objects_without_a_namespace_go_to_the_operators() {
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
                              "metadata": {"name": "a"}});
-        let moved = customise(vec![binding.clone()], &overrides).unwrap_or_default();
-        assert_eq!(moved, [binding]);
+        let operator = json!({"apiVersion": "v1", "kind": "Namespace",
+                              "metadata": {"name": "vault-operator"}});
+        let documents = vec![operator, account];
+        let kept = customise(documents.clone(), &Overrides::default()).unwrap_or_default();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[1]["metadata"]["namespace"], "vault-operator");
+
+        let overrides = Overrides {
+            namespace: Some("ops".to_string()),
+            images: Vec::new(),
+        };
+        let moved = customise(documents, &overrides).unwrap_or_default();
+        assert_eq!(
+            moved.len(),
+            2,
+            "the Namespace is renamed, not added: {moved:?}"
+        );
+        assert_eq!(moved[0]["metadata"]["name"], "ops");
+        assert_eq!(moved[1]["metadata"]["namespace"], "ops");
     }
 
     #[test]

@@ -80,3 +80,64 @@ pub fn golden(name: &str, actual: &str) {
         path.display()
     );
 }
+
+/// The flag combinations of `init` with golden files: the golden file's name, and the
+/// arguments after `init`. The cluster tests apply the same output with a server dry run.
+pub const INIT_CASES: &[(&str, &str)] = &[
+    ("default.yaml", ""),
+    ("file-no-tls.yaml", "dev --storage file --tls off"),
+    (
+        "aws-zone.yaml",
+        "prod -n vault --size 5 --unseal aws --aws-kms-key-id alias/vault \
+         --aws-kms-region eu-west-1 --aws-s3-bucket vault-keys --aws-s3-region eu-west-1 \
+         --anti-affinity zone --storage-size 10Gi",
+    ),
+    (
+        "gcp-existing-tls-host.yaml",
+        "--unseal gcp --gcp-kms-project p --gcp-kms-location global --gcp-kms-key-ring ring \
+         --gcp-kms-crypto-key key --gcp-storage-bucket keys --tls secret:vault-tls \
+         --anti-affinity host --image openbao/openbao:2.4.1",
+    ),
+    (
+        "azure-no-anti-affinity.yaml",
+        "--unseal azure --azure-key-vault-name kv --azure-key-prefix v --anti-affinity none",
+    ),
+    (
+        "alibaba.yaml",
+        "--unseal alibaba --alibaba-kms-region eu-central-1 --alibaba-kms-key-id k \
+         --alibaba-oss-endpoint oss.example.com --alibaba-oss-bucket b",
+    ),
+    (
+        "oci.yaml",
+        "--unseal oci --oci-key-ocid ocid1.key \
+         --oci-cryptographic-endpoint https://crypto.example.com \
+         --oci-bucket-name b --oci-bucket-namespace ns",
+    ),
+    (
+        "vault-kv.yaml",
+        "--unseal vault --vault-address https://central.vault:8200 \
+         --vault-unseal-keys-path secret/unseal --vault-role vault",
+    ),
+    (
+        "hsm.yaml",
+        "--unseal hsm --hsm-module-path /usr/lib/softhsm/libsofthsm2.so \
+         --hsm-token-label vault --hsm-key-label unseal --secret-name vault-hsm-keys",
+    ),
+    (
+        "kubernetes-secret-rbac.yaml",
+        "-n vault --with-rbac --service-account vault-sa --secret-name keys \
+         --secret-namespace vault-keys",
+    ),
+    (
+        "postgresql-external-config.yaml",
+        "--storage postgresql --storage-option connection_url=postgres://vault@db:5432/vault \
+         --storage-option ha_enabled=true --size 2 \
+         --external-config tests/fixtures/external-config.yaml",
+    ),
+    (
+        "rbac-kubernetes-auth.yaml",
+        "-n vault --with-rbac --external-config tests/fixtures/external-config.yaml",
+    ),
+    ("rbac.json", "-n vault --with-rbac -o json"),
+    ("single.json", "-o json --size 1"),
+];
