@@ -106,6 +106,18 @@ pub fn unseal_keys_secret_name(name: &str) -> String {
     format!("{name}-unseal-keys")
 }
 
+/// The name of the headless Service that gives the pods of the `Vault` named `name` their
+/// host names.
+pub fn headless_service_name(name: &str) -> String {
+    format!("{name}-headless")
+}
+
+/// The name of the Service of pod `index` of the `Vault` named `name`, which is also the pod's
+/// name, as Bank-Vaults names them.
+pub fn pod_service_name(name: &str, index: i32) -> String {
+    format!("{name}-{index}")
+}
+
 /// The name of the Secret that holds the generated certificate of the `Vault` named `name`.
 pub fn tls_secret_name(name: &str) -> String {
     format!("{name}-tls")

@@ -9,6 +9,7 @@
 pub mod crash;
 pub mod keystore;
 pub mod secret;
+pub mod tls;
 pub mod unseal;
 pub mod vault;
 

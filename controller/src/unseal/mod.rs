@@ -150,6 +150,14 @@ pub enum UnsealError {
         /// The last pod's error.
         last: String,
     },
+    /// The first pod, the only one ever initialised, did not answer.
+    #[error("initialising Vault {vault}: waiting for pod {pod}, the one to initialise")]
+    FirstPodSilent {
+        /// The Vault.
+        vault: String,
+        /// The first pod.
+        pod: String,
+    },
     /// Vault is initialised but the store has neither keys nor marker.
     #[error(
         "initialising Vault {vault}: Vault is initialised but {store} holds no keys and no \
@@ -356,17 +364,20 @@ pub async fn ensure_initialized(
         });
     }
 
-    // Any pod that answered will do; the first in ordinal order keeps it predictable.
-    let Some(target) = cluster
-        .pods
-        .iter()
-        .find(|pod| answered.iter().any(|(name, _)| name == pod.pod()))
-    else {
+    // Always the first pod: were it down and another one initialised instead, two pods
+    // could each end up initialised with keys of their own.
+    let Some(target) = cluster.pods.first() else {
         return Err(UnsealError::NoPodAnswered {
             vault: vault.to_string(),
             last,
         });
     };
+    if !answered.iter().any(|(name, _)| name == target.pod()) {
+        return Err(UnsealError::FirstPodSilent {
+            vault: vault.to_string(),
+            pod: target.pod().to_string(),
+        });
+    }
     initialize(cluster, target, store, options).await
 }
 
@@ -678,13 +689,27 @@ async fn join_raft_peers(
     report: &mut Report,
 ) -> Result<(), UnsealError> {
     let observed = observe(&cluster.pods).await;
-    let leader = cluster
+    let unsealed: Vec<&VaultPodClient> = cluster
         .pods
         .iter()
         .zip(&observed)
-        .find_map(|(pod, (_, status))| {
-            matches!(status, Ok(s) if s.initialized && !s.sealed).then_some(pod)
-        });
+        .filter(|(_, (_, status))| matches!(status, Ok(s) if s.initialized && !s.sealed))
+        .map(|(pod, _)| pod)
+        .collect();
+    if !observed
+        .iter()
+        .any(|(_, status)| matches!(status, Ok(s) if !s.initialized))
+    {
+        return Ok(());
+    }
+    // Join the active node when one says so, else any unsealed peer.
+    let mut leader = unsealed.first().copied();
+    for pod in &unsealed {
+        if pod.leader().await.is_ok_and(|leader| leader.is_self) {
+            leader = Some(*pod);
+            break;
+        }
+    }
     let Some(leader) = leader else {
         return Ok(());
     };

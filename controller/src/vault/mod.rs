@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::debug;
+use vaultrs::api::EndpointMiddleware;
 use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -397,20 +398,24 @@ impl VaultPodClient {
             ca_certs: Vec::new(),
             identity: None,
             timeout: Some(self.timeout),
-            token: token.expose().to_string(),
+            token: String::new(),
             verify: true,
             version: 1,
             wrapping: false,
             namespace: None,
             proxy: None,
         };
-        let mut client = VaultClient::new(settings).map_err(|source| VaultError::Client {
-            pod: self.endpoint.pod.clone(),
-            operation: "building the vaultrs client",
-            source: Box::new(source),
-        })?;
-        // Swap in our connection: pod address, pinned CA, no proxy.
-        client.http.http = self.http.clone();
+        // Our connection (pod address, pinned CA, no proxy), not one vaultrs would build.
+        let client = VaultClient {
+            http: rustify::clients::reqwest::Client::new(self.base.as_str(), self.http.clone()),
+            middle: EndpointMiddleware {
+                token: token.expose().to_string(),
+                version: "v1".to_string(),
+                wrap: None,
+                namespace: None,
+            },
+            settings,
+        };
         Ok(AuthedClient {
             pod: self.endpoint.pod.clone(),
             client,
