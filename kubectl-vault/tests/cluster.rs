@@ -432,8 +432,10 @@ struct Resume(i32);
 
 impl Drop for Resume {
     fn drop(&mut self) {
+        // Quiet: the process may have been killed since, on purpose.
         let _ = Command::new("kill")
             .args(["-CONT", &self.0.to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -763,6 +765,8 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
     }
     assert!(report["problems"].is_null(), "{report}");
 
+    refusals_say_what_to_do(&cluster, &ns, name).await;
+
     // A pod whose process is stopped: it accepts connections and never answers, so only
     // the per-pod timeout ends the wait for it.
     let stopped = format!("{name}-2");
@@ -804,4 +808,125 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
         }
     }
     assert_eq!(report["leader"], format!("{name}-0"), "{report}");
+
+    // Killed, it is restarted, and answers sealed: the row and the summary say so.
+    signal(pid, "KILL");
+    eventually(
+        &format!("{stopped} restarted"),
+        Duration::from_secs(60),
+        || async {
+            let pod = pods.get(&stopped).await.ok()?;
+            let restarted = container_pid(&pod).is_some_and(|new| new != pid);
+            let ip = pod_ip(&pod).filter(|_| restarted)?;
+            let seal = vault_api(&cluster, &ip, "GET", "sys/seal-status", &Value::Null);
+            (seal["sealed"] == true).then_some(())
+        },
+    )
+    .await;
+    let (table, table_took) = status_table(&cluster, &ns, name);
+    let (report, _) = status_json(&cluster, &ns, name);
+    eprintln!("{table}");
+    eprintln!(
+        "status with {stopped} restarted and sealed: {:.2}s",
+        table_took.as_secs_f64()
+    );
+    assert_eq!(report["sealedPods"], 1, "{report}");
+    let row = report["pods"][2].clone();
+    assert_eq!(row["name"], stopped.as_str(), "{report}");
+    assert_eq!(row["sealed"], true, "{row}");
+    assert!(row["unreachable"].is_null(), "a sealed pod answers: {row}");
+    assert!(row["raftRole"].is_null(), "a sealed pod cannot say: {row}");
+    assert_eq!(report["leader"], format!("{name}-0"), "{report}");
+}
+
+/// A kubeconfig for the ServiceAccount `account` of `ns`, with a token from the API server.
+fn kubeconfig_for(cluster: &LocalCluster, ns: &str, account: &str) -> PathBuf {
+    let token = kubectl(cluster, &["create", "token", account, "-n", ns], "");
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let token = text(&token.stdout).trim().to_string();
+    let admin = kube::config::Kubeconfig::read_from(cluster.kubeconfig())
+        .unwrap_or_else(|e| panic!("reading the admin kubeconfig: {e}"));
+    let Some(server) = admin.clusters.first().and_then(|c| c.cluster.clone()) else {
+        panic!("the admin kubeconfig names no cluster");
+    };
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "local", "cluster": {
+            "server": server.server,
+            "certificate-authority-data": server.certificate_authority_data,
+        }}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context":
+            {"cluster": "local", "user": account, "namespace": ns}}],
+    });
+    let path = std::env::temp_dir().join(format!("kubectl-vault-{ns}-{account}.kubeconfig"));
+    std::fs::write(&path, config.to_string())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+/// `status` as users RBAC limits: one who may read Vaults and pods but not Secrets nor the
+/// pod proxy still gets a report, each gap explained; one who may read nothing is told to
+/// ask for a Role.
+async fn refusals_say_what_to_do(cluster: &LocalCluster, ns: &str, name: &str) {
+    let rbac = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: viewer, namespace: {ns}}}\n\
+         ---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: nobody, namespace: {ns}}}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
+         metadata: {{name: viewer, namespace: {ns}}}\nrules:\n\
+         - {{apiGroups: [vault.banzaicloud.com], resources: [vaults], verbs: [get, list]}}\n\
+         - {{apiGroups: [''], resources: [pods], verbs: [get, list]}}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {{name: viewer, namespace: {ns}}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: viewer}}\n\
+         subjects: [{{kind: ServiceAccount, name: viewer, namespace: {ns}}}]\n"
+    );
+    let applied = kubectl(cluster, &["apply", "-f", "-"], &rbac);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+
+    let viewer = kubeconfig_for(cluster, ns, "viewer");
+    let viewer = viewer.display().to_string();
+    let args = ["--kubeconfig", &viewer, "status", name, "-o", "json"];
+    let run = plugin(&args, "");
+    assert_eq!(run.code, Some(0), "a viewer gets a report: {}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("status -o json is not JSON: {e}\n{}", run.stdout));
+    eprintln!("as a viewer: {report:#}");
+    let report = &report["vaults"][0];
+    let rows = report["pods"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 3, "{report}");
+    for row in &rows {
+        assert_eq!(
+            row["unreachable"], "the cluster refused the pod proxy",
+            "{row}"
+        );
+    }
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    let said = |what: &str| {
+        problems
+            .iter()
+            .any(|p| p.contains(what) && p.contains("ask an administrator"))
+    };
+    assert!(
+        said("pods/proxy"),
+        "the refused pod proxy, once: {problems:?}"
+    );
+    assert!(said("secret/vault-tls"), "the refused Secret: {problems:?}");
+    assert_eq!(problems.len(), 2, "{problems:?}");
+
+    let nobody = kubeconfig_for(cluster, ns, "nobody");
+    let nobody = nobody.display().to_string();
+    let run = plugin(&["--kubeconfig", &nobody, "status", name], "");
+    eprintln!("as nobody: {}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the cluster refused") && run.stderr.contains("ask an administrator"),
+        "{}",
+        run.stderr
+    );
 }

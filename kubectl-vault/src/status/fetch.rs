@@ -182,7 +182,17 @@ async fn vault_report(cluster: &Cluster, vault: &Vault, query: &Query) -> VaultR
         let recorded = status.pods.iter().find(|p| p.name == pod.name_any());
         pod_report(&endpoint, pod, recorded, &zones)
     });
-    report.pods = join_all(probes).await;
+    let (pods, refusals): (Vec<PodReport>, Vec<Option<String>>) =
+        join_all(probes).await.into_iter().unzip();
+    report.pods = pods;
+    // RBAC refuses the pod proxy for every pod alike: said once, with what to ask for.
+    if let Some(message) = refusals.into_iter().flatten().next() {
+        let refused = ClusterError::Forbidden {
+            operation: format!("asking the pods of vault/{name} through the pod proxy"),
+            message: format!("{message} (the live seal state needs get on pods/proxy)"),
+        };
+        report.problems.push(refused.to_string());
+    }
     for pod in &mut report.pods {
         pod.certificate_expiry = certificate_expiry.clone();
     }
@@ -204,7 +214,7 @@ impl Endpoint<'_> {
         &self,
         pod: &str,
         path: &str,
-    ) -> Result<T, String> {
+    ) -> Result<T, PodError> {
         // The scheme prefix makes the API server speak TLS to the pod.
         let target = match self.scheme {
             "https" => format!("https:{pod}:{}", self.port),
@@ -216,16 +226,32 @@ impl Endpoint<'_> {
         );
         let request = http::Request::get(uri)
             .body(Vec::new())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PodError::Other(e.to_string()))?;
         self.client
             .request::<T>(request)
             .await
             .map_err(|e| match e {
-                kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-                other => other.to_string(),
+                kube::Error::Api(status) if status.is_forbidden() => {
+                    PodError::Forbidden(status.message)
+                }
+                kube::Error::Api(status) => {
+                    PodError::Other(format!("{} ({})", status.message, status.code))
+                }
+                other => PodError::Other(other.to_string()),
             })
     }
 }
+
+/// Why a pod's Vault did not answer.
+enum PodError {
+    /// RBAC refused the pod proxy; the API server's message.
+    Forbidden(String),
+    /// Anything else, as the row shows it.
+    Other(String),
+}
+
+/// One pod's row, and the API server's message when RBAC refused the pod proxy.
+type PodAnswer = (PodReport, Option<String>);
 
 /// One pod's row: the pod's own state, then Vault's live answer, else what the controller
 /// last recorded.
@@ -234,7 +260,7 @@ async fn pod_report(
     pod: &Pod,
     recorded: Option<&VaultPodStatus>,
     zones: &BTreeMap<String, String>,
-) -> PodReport {
+) -> PodAnswer {
     let name = pod.name_any();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let status = pod.status.clone().unwrap_or_default();
@@ -267,9 +293,10 @@ async fn pod_report(
     let phase = status.phase.unwrap_or_default();
     if phase != "Running" {
         report.unreachable = Some(format!("the pod is {}", phase.to_lowercase()));
-        return report;
+        return (report, None);
     }
     let live = tokio::time::timeout(endpoint.timeout, ask_pod(endpoint, &name)).await;
+    let mut refused = None;
     match live {
         Ok(Ok(vault)) => {
             report.vault = VaultPodStatus {
@@ -277,17 +304,21 @@ async fn pod_report(
                 ..vault
             }
         }
-        Ok(Err(why)) => report.unreachable = Some(why),
+        Ok(Err(PodError::Forbidden(message))) => {
+            report.unreachable = Some("the cluster refused the pod proxy".to_string());
+            refused = Some(message);
+        }
+        Ok(Err(PodError::Other(why))) => report.unreachable = Some(why),
         Err(_) => {
             let seconds = endpoint.timeout.as_secs_f32();
             report.unreachable = Some(format!("no answer within {seconds}s"));
         }
     }
-    report
+    (report, refused)
 }
 
 /// Vault's seal state, version and role, from one pod.
-async fn ask_pod(endpoint: &Endpoint<'_>, pod: &str) -> Result<VaultPodStatus, String> {
+async fn ask_pod(endpoint: &Endpoint<'_>, pod: &str) -> Result<VaultPodStatus, PodError> {
     let seal: SealStatus = endpoint.get(pod, "/v1/sys/seal-status").await?;
 
     // A sealed or uninitialised Vault cannot say who leads; that is not a failure.
