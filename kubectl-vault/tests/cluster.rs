@@ -765,6 +765,21 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
     }
     assert!(report["problems"].is_null(), "{report}");
 
+    // kubectl's completion protocol offers the Vaults of the namespace.
+    // (kubectl puts `__complete` first; the cluster flags are words of the command line.)
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let words = [
+        "__complete",
+        "status",
+        "--kubeconfig",
+        &kubeconfig,
+        "-n",
+        &ns,
+        "",
+    ];
+    let run = plugin(&words, "");
+    assert_eq!(run.stdout.lines().next(), Some(name), "{}", run.stdout);
+
     refusals_say_what_to_do(&cluster, &ns, name).await;
 
     // A pod whose process is stopped: it accepts connections and never answers, so only
