@@ -44,6 +44,12 @@ const CLUSTER_SCOPED: &[&str] = &[
     "ValidatingWebhookConfiguration",
 ];
 
+/// Held for writing while `install`'s webhook configurations exist (nothing serves them,
+/// and they refuse every Vault written), and for reading by the tests that write Vaults,
+/// so that the tests of this file do not trip over each other. Other suites' writes are
+/// not covered: the window is kept short instead.
+static VAULT_WRITES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn cluster() -> LocalCluster {
     LocalCluster::start()
         .await
@@ -155,6 +161,7 @@ async fn init_output_is_accepted_by_the_server_schema() {
     let client = cluster.client();
     install_crd(&client).await;
     let ns = namespace(&client, "init").await;
+    let _writing = VAULT_WRITES.read().await;
 
     for (name, args) in INIT_CASES {
         // The golden cases pin namespace `vault`; the server needs one that exists.
@@ -268,6 +275,7 @@ async fn install_prints_and_applies_the_embedded_manifests() {
     );
 
     // Other suites apply the same CRD, hence --force-conflicts.
+    let webhooks_up = VAULT_WRITES.write().await;
     let install = [
         "-n",
         &ns,
@@ -294,8 +302,12 @@ async fn install_prints_and_applies_the_embedded_manifests() {
 
     // Every object is there as printed. The webhook configurations are checked first and
     // removed at once: while nothing serves them, they refuse every Vault in the cluster.
+    let (webhooks, others): (Vec<&Value>, Vec<&Value>) = documents.iter().partition(|d| {
+        let kind = d["kind"].as_str().unwrap_or_default();
+        kind.ends_with("WebhookConfiguration")
+    });
     let mut missing = Vec::new();
-    for document in documents.iter().rev() {
+    for document in webhooks.iter().chain(&others) {
         let Some(found) = get(&client, document, &ns).await else {
             missing.push(format!(
                 "{}/{}",
@@ -303,10 +315,11 @@ async fn install_prints_and_applies_the_embedded_manifests() {
             ));
             continue;
         };
-        let kind = document["kind"].as_str().unwrap_or_default();
-        if kind.ends_with("WebhookConfiguration") {
+        if webhooks.contains(document) {
             remove_webhook_configuration(&client, document, &found, &ns).await;
+            continue;
         }
+        let kind = document["kind"].as_str().unwrap_or_default();
         if kind == "Deployment" {
             let containers = &found.data["spec"]["template"]["spec"]["containers"];
             for container in containers.as_array().into_iter().flatten() {
@@ -317,6 +330,7 @@ async fn install_prints_and_applies_the_embedded_manifests() {
             }
         }
     }
+    drop(webhooks_up);
     assert!(missing.is_empty(), "install did not create {missing:?}");
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -724,10 +738,12 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
 
     let vault = raft_sample(&ns);
     let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    let writing = VAULT_WRITES.read().await;
     vaults
         .patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(&vault))
         .await
         .unwrap_or_else(|e| panic!("creating vault/{name} from cr-raft.yaml: {e}"));
+    drop(writing);
     vault_pods(&cluster, &ns, name).await;
     initialise_and_join(&cluster, &ns, name).await;
     write_status(&client, &ns, name).await;
