@@ -67,6 +67,22 @@ got=$(kubectl vault version)
 [ "$got" = "kubectl-vault ${version#v}" ] || fail "kubectl vault version said: $got"
 echo "kubectl vault version: $got"
 
+# A command that builds the cluster client, against a closed loopback port: the binary as
+# built must say so, not panic (a build without the tests' dev-dependencies once lacked a
+# TLS crypto provider).
+cat >"$work/closed.kubeconfig" <<'EOF'
+apiVersion: v1
+kind: Config
+clusters: [{name: closed, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: nobody, user: {token: none}}]
+contexts: [{name: closed, context: {cluster: closed, user: nobody}}]
+current-context: closed
+EOF
+refused=$(KUBECONFIG="$work/closed.kubeconfig" kubectl vault status 2>&1 || true)
+echo "$refused" | grep -q "^error: no cluster reachable at https://127.0.0.1:1/" \
+  || fail "kubectl vault status against a closed port said: $refused"
+echo "kubectl vault status, no cluster: ${refused%%;*}"
+
 # Completion through kubectl, once kubectl_complete-vault is linked as the caveats say.
 ln -s "$installed/kubectl_complete-vault" "$KREW_ROOT/bin/kubectl_complete-vault"
 completion=$(kubectl __complete vault st 2>/dev/null)

@@ -136,7 +136,9 @@ pub fn explain(server: &str, operation: &str, error: kube::Error) -> ClusterErro
     }
 }
 
-/// True when the API server answered 404 Not Found.
+/// True when the API server answered 404 Not Found. For a path it serves nothing at (a
+/// CRD that is not installed) it answers in plain text, not with a Status, so the code
+/// counts, not the reason.
 pub fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.is_not_found())
+    matches!(error, kube::Error::Api(status) if status.is_not_found() || status.code == 404)
 }

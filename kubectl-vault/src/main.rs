@@ -21,6 +21,11 @@ use serde_json::{Value, json};
 const NOT_CHOICES: &[&str] = &["name", "kubeconfig", "context", "namespace", "color"];
 
 fn main() -> ExitCode {
+    // kube's TLS needs a process-wide crypto provider and its features choose none (the
+    // workspace builds only ring); without one every command that talks to a cluster
+    // panics. An error means one is installed already, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
     // kubectl's completion protocol is answered before clap parses, so that it stays out of
     // the help and the generated completion scripts.
     let words: Vec<String> = std::env::args().skip(1).collect();

@@ -82,7 +82,8 @@ async fn route(path: &str) -> (u16, Value) {
             json!({"apiVersion": "v1", "kind": "VaultList", "metadata": {},
                          "items": [vault("vault")]}),
         ),
-        p if p.starts_with(&format!("{VAULTS}/nocrd/")) => (404, status(404, "NotFound")),
+        // A path of no served resource: the API server answers in plain text, no Status.
+        p if p.starts_with(&format!("{VAULTS}/nocrd/")) => (404, json!("404 page not found")),
         p if p.starts_with(&format!("{VAULTS}/locked/")) => (403, status(403, "Forbidden")),
         p if p.starts_with(&format!("{VAULTS}/default/vaults/")) => (404, status(404, "NotFound")),
         "/api/v1/namespaces/default/pods" => (
@@ -147,10 +148,14 @@ fn cluster(namespace: &str, requests: Arc<Mutex<Vec<String>>>) -> Cluster {
                 requests.push(path.clone());
             }
             let (code, body) = route(&path).await;
+            let (kind, body) = match body {
+                Value::String(text) => ("text/plain; charset=utf-8", text),
+                json => ("application/json", json.to_string()),
+            };
             let response = Response::builder()
                 .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string().into_bytes()));
+                .header("content-type", kind)
+                .body(Body::from(body.into_bytes()));
             Ok::<_, Infallible>(response.unwrap_or_else(|_| Response::new(Body::empty())))
         }
     });
