@@ -5,10 +5,20 @@
 //! - [`keystore`]: where unseal keys and the root token are kept.
 //! - [`unseal`]: initialise once, keep keys, unseal every pod, join Raft peers.
 //! - [`crash`]: crash points for fault-injection tests.
+//! - [`build`], [`reconcile`]: the Kubernetes objects of a `Vault`, built and applied.
+//! - [`template`]: the per-pod rendering of the configuration (`template` subcommand).
+//! - [`metrics`], [`operations`], [`leader`]: running the controller.
 
+pub mod build;
 pub mod crash;
 pub mod keystore;
+pub mod leader;
+pub mod metrics;
+pub mod operations;
+pub mod reconcile;
+pub mod runner;
 pub mod secret;
+pub mod template;
 pub mod tls;
 pub mod unseal;
 pub mod vault;

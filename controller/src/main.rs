@@ -17,6 +17,11 @@ struct Cli {
 enum Command {
     /// Prints the CustomResourceDefinition of `Vault` as YAML.
     Crd,
+    /// Runs the controller: reconciles every `Vault` into its Kubernetes objects.
+    Run(vault_controller::runner::RunArgs),
+    /// Renders a Vault configuration file, expanding `${.Env.NAME}` and `${env "NAME"}`
+    /// (what the init container of each Vault pod runs).
+    Template(vault_controller::runner::TemplateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +31,14 @@ fn main() -> anyhow::Result<()> {
             std::io::stdout()
                 .write_all(crd.as_bytes())
                 .context("writing the CRD to stdout")?;
+        }
+        Command::Run(args) => {
+            vault_controller::runner::init_logging(&args)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(vault_controller::runner::run(args))?;
+        }
+        Command::Template(args) => {
+            vault_controller::template::render_file(&args.input, &args.output)?;
         }
     }
     Ok(())

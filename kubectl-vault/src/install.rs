@@ -145,10 +145,16 @@ pub fn customise(mut documents: Vec<Value>, o: &Overrides) -> Result<Vec<Value>,
         .collect();
     used.sort();
     used.dedup();
-    let namespaces = used
+    let added = used
         .into_iter()
         .map(|name| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
-    Ok(namespaces.chain(documents).collect())
+    // Namespaces first, wherever a manifest declares them: an object applied before its
+    // namespace exists is refused (the controller's manifest comes before the webhook's,
+    // which declares the operator's namespace).
+    let (declared, others): (Vec<Value>, Vec<Value>) = documents
+        .into_iter()
+        .partition(|d| d["kind"] == "Namespace");
+    Ok(added.chain(declared).chain(others).collect())
 }
 
 /// True unless the document's kind is one of those known to be cluster-scoped.
@@ -399,9 +405,11 @@ mod tests {
                              "metadata": {"name": "a"}});
         let operator = json!({"apiVersion": "v1", "kind": "Namespace",
                               "metadata": {"name": "vault-operator"}});
-        let documents = vec![operator, account];
+        // The Namespace comes last here, as it does in the embedded manifests.
+        let documents = vec![account, operator];
         let kept = customise(documents.clone(), &Overrides::default()).unwrap_or_default();
         assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0]["kind"], "Namespace", "namespaces are applied first");
         assert_eq!(kept[1]["metadata"]["namespace"], "vault-operator");
 
         let overrides = Overrides {

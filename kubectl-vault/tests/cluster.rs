@@ -224,7 +224,12 @@ async fn init_output_is_accepted_by_the_server_schema() {
 async fn install_prints_and_applies_the_embedded_manifests() {
     let cluster = cluster().await;
     let client = cluster.client();
-    let ns = namespace(&client, "install").await;
+    // A namespace that does not exist yet: install makes it, before what goes in it.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let ns = format!("install-{}-{stamp}", std::process::id());
 
     // --dry-run prints YAML that parses, every object named and moved to the namespace.
     let dry = ["-n", &ns, "install", "--dry-run", "--image", INERT_IMAGE];
@@ -251,28 +256,10 @@ async fn install_prints_and_applies_the_embedded_manifests() {
         }
         kinds.push(kind.to_string());
     }
-    assert_eq!(
-        kinds.first().map(String::as_str),
-        Some("CustomResourceDefinition")
-    );
-
-    // The server accepts every object as printed; the README tells users to apply it so.
-    let apply = [
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--dry-run=server",
-        "--field-manager",
-        MANAGER,
-        "-f",
-        "-",
-    ];
-    let applied = kubectl(&cluster, &apply, &printed.stdout);
-    assert!(
-        applied.status.success(),
-        "the server refused install --dry-run's output: {}",
-        text(&applied.stderr)
-    );
+    assert_eq!(kinds.first().map(String::as_str), Some("Namespace"));
+    let namespaces = kinds.iter().take_while(|k| *k == "Namespace").count();
+    assert_eq!(namespaces, 1, "one Namespace, first: {kinds:?}");
+    assert_eq!(kinds[1], "CustomResourceDefinition", "{kinds:?}");
 
     // Other suites apply the same CRD, hence --force-conflicts.
     let webhooks_up = VAULT_WRITES.write().await;
@@ -333,12 +320,35 @@ async fn install_prints_and_applies_the_embedded_manifests() {
     drop(webhooks_up);
     assert!(missing.is_empty(), "install did not create {missing:?}");
 
+    // The server accepts every object as printed, as the README tells users to apply it.
+    // (A dry run makes no namespace, so it comes once install has made it.)
+    let apply = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "--field-manager",
+        MANAGER,
+        "-f",
+        "-",
+    ];
+    let applied = kubectl(&cluster, &apply, &printed.stdout);
+    assert!(
+        applied.status.success(),
+        "the server refused install --dry-run's output: {}",
+        text(&applied.stderr)
+    );
+
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     eventually("the CRD Established", Duration::from_secs(30), || async {
         let crd = crds.get("vaults.vault.banzaicloud.com").await.ok()?;
         established(&crd).then_some(())
     })
     .await;
+
+    // Its pods never run (INERT_IMAGE); the namespace goes, and them with it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
 
 /// The object a manifest document names, read back from the cluster.

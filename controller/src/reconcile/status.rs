@@ -1,0 +1,105 @@
+//! The status step: what the controller observed, written through the status
+//! subresource so it never races the spec.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use vault_api::Vault;
+use vault_api::status::{ConditionUpdate, READY, VaultStatus};
+
+use super::Context;
+use crate::build::Desired;
+
+/// Why the status could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Reading the StatefulSet the status describes failed.
+    #[error("reading StatefulSet {name} for the status: {source}")]
+    ReadStatefulSet {
+        /// Its name.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+    /// The API server refused the status.
+    #[error("writing the status of Vault {name}: {source}")]
+    Write {
+        /// The `Vault`.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+}
+
+/// Changes the status of `vault` with `change` and writes it when it differs. Every
+/// step that reports (validation, workloads, the Vault step) goes through here, so
+/// conditions the others set are kept.
+pub async fn write_status(
+    client: &Client,
+    vault: &Vault,
+    change: impl FnOnce(&mut VaultStatus),
+) -> Result<(), StatusError> {
+    let current = vault.status.clone().unwrap_or_default();
+    let mut status = current.clone();
+    change(&mut status);
+    if status == current {
+        return Ok(());
+    }
+    let api: Api<Vault> = Api::namespaced(client.clone(), &vault.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(
+        &vault.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| StatusError::Write {
+        name: vault.name_any(),
+        source,
+    })
+}
+
+/// Writes what the workload shows: pod names, Ready pods, and the Ready condition.
+pub(super) async fn write_workload_status(
+    ctx: &Context,
+    vault: &Vault,
+    desired: &Desired,
+) -> Result<(), StatusError> {
+    let namespace = vault.namespace().unwrap_or_default();
+    let name = vault.name_any();
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let observed = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| StatusError::ReadStatefulSet {
+            name: name.clone(),
+            source,
+        })?;
+    let size = desired.stateful_set.spec.replicas.unwrap_or(1);
+    let ready = observed
+        .and_then(|set| set.status)
+        .and_then(|status| status.ready_replicas)
+        .unwrap_or(0);
+
+    let message = format!("{ready} of {size} pods ready (unsealed)");
+    let update = ConditionUpdate {
+        type_: READY,
+        status: ready >= size,
+        reason: if ready >= size {
+            "PodsReady"
+        } else {
+            "PodsNotReady"
+        },
+        message: &message,
+        generation: vault.metadata.generation,
+    };
+    write_status(&ctx.client, vault, |status| {
+        status.nodes = (0..size).map(|i| format!("{name}-{i}")).collect();
+        status.ready_pods = Some(ready);
+        status.observed_generation = vault.metadata.generation;
+        status.set_condition(update, Time(k8s_openapi::jiff::Timestamp::now()));
+    })
+    .await
+}

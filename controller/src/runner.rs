@@ -1,0 +1,191 @@
+//! The `run` subcommand: logging, the API client, `/metrics` and health, leader election,
+//! the controller, and a graceful stop on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tracing::{error, info};
+
+use crate::build::BuildOptions;
+use crate::leader::{LeaderError, LeaseLock};
+use crate::metrics::Metrics;
+use crate::operations::{Health, ServeError, serve, shutdown_signal};
+use crate::reconcile::{ControllerOptions, run_with_metrics};
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Flags of `vault-controller run`; each may also come from the environment.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated; empty watches all.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level, or a `tracing` filter such as `info,vault_controller=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Turns leader election off (a single replica, or tests).
+    #[arg(long, env = "NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+    /// Namespace of the leader election Lease; the controller's own namespace in a pod.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "vault-controller")]
+    pub lease_name: String,
+    /// This replica's name in the Lease; the pod name in a pod.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Image of the init container that renders Vault's configuration.
+    #[arg(long, env = "CONTROLLER_IMAGE", default_value = crate::build::CONTROLLER_IMAGE)]
+    pub controller_image: String,
+    /// Seconds between the safety-net reconciles of every Vault.
+    #[arg(long, env = "REQUEUE_SECONDS", default_value_t = 300)]
+    pub requeue_seconds: u64,
+}
+
+/// Flags of `vault-controller template`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TemplateArgs {
+    /// The configuration with `${.Env.NAME}` expressions.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write it rendered.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Why the controller stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No API client could be made.
+    #[error("connecting to the API server: {0}")]
+    Client(#[from] kube::Error),
+    /// The log filter does not parse.
+    #[error("log level {level:?}: {reason}")]
+    LogLevel {
+        /// The filter given.
+        level: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Leader election failed or the Lease was lost.
+    #[error(transparent)]
+    Leader(#[from] Box<LeaderError>),
+    /// The HTTP endpoints failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Sets up logging as the flags say.
+pub fn init_logging(args: &RunArgs) -> Result<(), RunError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).map_err(|e| {
+        RunError::LogLevel {
+            level: args.log_level.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second initialisation (in tests) keeps the first subscriber.
+    let _ = match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    Ok(())
+}
+
+/// Runs the controller until SIGTERM, or until leadership is lost.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = shutdown_signal().shared();
+
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(serve(args.metrics_address, health, shutdown.clone()));
+
+    client.apiserver_version().await?;
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("vault-controller-{}", std::process::id()));
+    let lease = (!args.no_leader_election).then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+        )
+    });
+    if let Some(lease) = &lease {
+        info!(lease = %args.lease_name, %identity, "waiting to lead");
+        tokio::select! {
+            acquired = lease.acquire() => acquired.map_err(Box::new)?,
+            _ = shutdown.clone() => return Ok(()),
+        }
+    }
+
+    let options = ControllerOptions {
+        namespaces: args
+            .namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        build: BuildOptions {
+            controller_image: args.controller_image.clone(),
+        },
+        requeue: Duration::from_secs(args.requeue_seconds),
+    };
+    let controller = run_with_metrics(client, options, metrics, shutdown.clone());
+    let lost = async {
+        match &lease {
+            Some(lease) => lease.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        () = controller => Ok(()),
+        lost = lost => Err(RunError::Leader(Box::new(lost))),
+    };
+    if let Err(error) = &outcome {
+        error!(%error, "stopping");
+    }
+
+    if let Some(lease) = &lease
+        && let Err(error) = lease.release().await
+    {
+        error!(%error, "releasing the Lease failed; a standby takes over when it expires");
+    }
+    info!("stopped");
+    match server.await {
+        Ok(Err(error)) => Err(error.into()),
+        _ => outcome,
+    }
+}

@@ -1,0 +1,331 @@
+//! The controller against the local cluster: `cr-raft.yaml` becomes its objects; deleted
+//! or edited children come back at once; deleting the `Vault` keeps keys and claims; a
+//! Bank-Vaults StatefulSet is taken over. The controller runs in the test process.
+//!
+//! Run: `LOCALCLUSTER_NAME=rec cargo test -p vault-controller --test reconcile`, with the
+//! `vault-controller` binary built into the target folder the cluster was started from.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use vault_api::Vault;
+use vault_controller::reconcile::{ControllerOptions, run};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Well above every wait here, so a restored object proves the watch, not the requeue.
+const REQUEUE: Duration = Duration::from_secs(600);
+/// How quickly a deleted child must come back.
+const RESTORE_WITHIN: Duration = Duration::from_secs(30);
+
+fn samples_dir() -> PathBuf {
+    match std::env::var_os("VAULT_SAMPLES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/bank-vaults"),
+    }
+}
+
+/// Installs the CRD (server-side apply, so parallel tests agree) and waits until served.
+async fn install_crd(client: &Client) -> Result<(), BoxError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("reconcile-test").force();
+    crds.patch(
+        "vaults.vault.banzaicloud.com",
+        &params,
+        &Patch::Apply(Vault::crd()),
+    )
+    .await?;
+    let vaults: Api<Vault> = Api::all(client.clone());
+    wait_for(
+        "the Vault CRD to be served",
+        Duration::from_secs(30),
+        || async { Ok(vaults.list(&ListParams::default().limit(1)).await.is_ok()) },
+    )
+    .await
+}
+
+/// Runs the controller over one namespace on a task of the test.
+fn spawn_controller(client: &Client, namespace: &str) -> JoinHandle<()> {
+    let options = ControllerOptions {
+        namespaces: vec![namespace.to_string()],
+        requeue: REQUEUE,
+        ..ControllerOptions::default()
+    };
+    tokio::spawn(run(client.clone(), options, std::future::pending::<()>()))
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<(), BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, BoxError>>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            return Err(format!("timed out after {limit:?} waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `cr-raft.yaml`, moved into `namespace`: its namespace-pinned fields name it instead.
+fn raft_sample(namespace: &str) -> Result<Vault, BoxError> {
+    let text = std::fs::read_to_string(samples_dir().join("cr-raft.yaml"))?;
+    let document = vault_api::documents::read_vaults(&text)?
+        .into_iter()
+        .next()
+        .ok_or("cr-raft.yaml holds no Vault")?;
+    let mut vault = document.vault?;
+    vault.metadata.namespace = Some(namespace.to_string());
+    if let Some(secret) = vault
+        .spec
+        .unseal_config
+        .as_mut()
+        .and_then(|u| u.kubernetes.as_mut())
+    {
+        secret.secret_namespace = Some(namespace.to_string());
+    }
+    vault.spec.config.0.insert(
+        "api_addr".to_string(),
+        json!(format!("https://vault.{namespace}:8200")),
+    );
+    Ok(vault)
+}
+
+async fn uid_of<K>(api: &Api<K>, name: &str) -> Result<Option<String>, BoxError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api.get_opt(name).await?.and_then(|o| o.meta().uid.clone()))
+}
+
+/// Deletes an object and measures how long until one of the same name is back.
+async fn deleted_comes_back<K>(api: &Api<K>, name: &str) -> Result<Duration, BoxError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let before = uid_of(api, name)
+        .await?
+        .ok_or(format!("{name} is not there"))?;
+    let started = Instant::now();
+    api.delete(name, &DeleteParams::background()).await?;
+    wait_for(&format!("{name} to come back"), RESTORE_WITHIN, || async {
+        Ok(uid_of(api, name).await?.is_some_and(|uid| uid != before))
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
+#[tokio::test]
+async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), BoxError> {
+    localcluster::install_crypto_provider();
+    let cluster = localcluster::LocalCluster::start().await?;
+    let client = cluster.client();
+    install_crd(&client).await?;
+    let ns = localcluster::test_namespace(&client, "reconcile").await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let account = serde_json::from_value(json!({"metadata": {"name": "vault"}}))?;
+    accounts.create(&PostParams::default(), &account).await?;
+    // What the key store would have written: not owned by the Vault, so it must survive.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let keys = serde_json::from_value(json!({"metadata": {"name": "vault-unseal-keys"}}))?;
+    secrets.create(&PostParams::default(), &keys).await?;
+
+    let controller = spawn_controller(&client, &ns);
+    let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    vaults
+        .create(&PostParams::default(), &raft_sample(&ns)?)
+        .await?;
+
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the objects of cr-raft.yaml",
+        Duration::from_secs(60),
+        || async {
+            let names = ["vault", "vault-headless", "vault-0", "vault-1", "vault-2"];
+            for name in names {
+                if services.get_opt(name).await?.is_none() {
+                    return Ok(false);
+                }
+            }
+            Ok(sets.get_opt("vault").await?.is_some()
+                && secrets.get_opt("vault-raw-config").await?.is_some()
+                && budgets.get_opt("vault").await?.is_some())
+        },
+    )
+    .await?;
+
+    let set = sets.get("vault").await?;
+    let spec = set.spec.clone();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let pod = spec.template.spec.clone().unwrap_or_default();
+    let args = pod.containers[0].args.clone().unwrap_or_default();
+    assert_eq!(args, ["server", "-config=/vault/config"]);
+
+    // The pods render their configuration with the controller binary's `template`.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the claims of the three pods",
+        Duration::from_secs(60),
+        || async { Ok(pvcs.list(&ListParams::default()).await?.items.len() == 3) },
+    )
+    .await?;
+
+    let took = deleted_comes_back(&sets, "vault").await?;
+    println!("StatefulSet vault came back in {took:?}");
+    let took = deleted_comes_back(&services, "vault-1").await?;
+    println!("Service vault-1 came back in {took:?}");
+    let took = deleted_comes_back(&secrets, "vault-raw-config").await?;
+    println!("Secret vault-raw-config came back in {took:?}");
+
+    let edit = json!({"spec": {"replicas": 1}});
+    let started = Instant::now();
+    sets.patch("vault", &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    wait_for(
+        "the edited replicas to be reverted",
+        RESTORE_WITHIN,
+        || async {
+            let replicas = sets.get("vault").await?.spec.replicas;
+            Ok(replicas == Some(3))
+        },
+    )
+    .await?;
+    println!(
+        "an edited replicas field was reverted in {:?}",
+        started.elapsed()
+    );
+
+    let claims_before: Vec<String> = pvcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.uid.clone())
+        .collect();
+    vaults.delete("vault", &DeleteParams::background()).await?;
+    wait_for(
+        "the owned objects to go",
+        Duration::from_secs(60),
+        || async {
+            Ok(sets.get_opt("vault").await?.is_none()
+                && services.get_opt("vault-0").await?.is_none()
+                && services.get_opt("vault").await?.is_none()
+                && secrets.get_opt("vault-raw-config").await?.is_none()
+                && budgets.get_opt("vault").await?.is_none())
+        },
+    )
+    .await?;
+    assert!(
+        secrets.get_opt("vault-unseal-keys").await?.is_some(),
+        "unseal keys kept"
+    );
+    let claims_after: Vec<String> = pvcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.uid.clone())
+        .collect();
+    assert_eq!(claims_before, claims_after, "claims kept");
+
+    controller.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bank_vaults_stateful_set_is_taken_over() -> Result<(), BoxError> {
+    localcluster::install_crypto_provider();
+    let cluster = localcluster::LocalCluster::start().await?;
+    let client = cluster.client();
+    install_crd(&client).await?;
+    let ns = localcluster::test_namespace(&client, "takeover").await?;
+
+    let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    let vault: Vault = serde_json::from_value(json!({
+        "apiVersion": "vault.banzaicloud.com/v1alpha1",
+        "kind": "Vault",
+        "metadata": {"name": "vault", "namespace": ns},
+        "spec": {
+            "size": 1,
+            "image": "openbao/openbao:2.7.0",
+            "config": {
+                "storage": {"raft": {"path": "/vault/file"}},
+                "listener": {"tcp": {"address": "0.0.0.0:8200", "tls_disable": true}},
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "vault-raft"}, "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}],
+            "volumeMounts": [{"name": "vault-raft", "mountPath": "/vault/file"}],
+        },
+    }))?;
+    let vault = vaults.create(&PostParams::default(), &vault).await?;
+
+    // The StatefulSet Bank-Vaults made, owned by the Vault as Bank-Vaults owns it.
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bank-vaults-statefulset.yaml");
+    let mut old: StatefulSet = serde_saphyr::from_str(&std::fs::read_to_string(fixture)?)?;
+    old.metadata.owner_references = vault.controller_owner_ref(&()).map(|o| vec![o]);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let old = sets.create(&PostParams::default(), &old).await?;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    wait_for("the Bank-Vaults claim", Duration::from_secs(60), || async {
+        Ok(pvcs.get_opt("vault-raft-vault-0").await?.is_some())
+    })
+    .await?;
+    let claim = uid_of(&pvcs, "vault-raft-vault-0").await?;
+
+    let started = Instant::now();
+    let controller = spawn_controller(&client, &ns);
+    wait_for(
+        "the StatefulSet to be recreated",
+        Duration::from_secs(60),
+        || async {
+            let Some(set) = sets.get_opt("vault").await? else {
+                return Ok(false);
+            };
+            let spec = set.spec.clone();
+            Ok(set.uid() != old.uid() && spec.service_name.as_deref() == Some("vault-headless"))
+        },
+    )
+    .await?;
+    println!("taken over in {:?}", started.elapsed());
+
+    let set = sets.get("vault").await?;
+    let spec = set.spec;
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(
+        uid_of(&pvcs, "vault-raft-vault-0").await?,
+        claim,
+        "the claim survives"
+    );
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    wait_for("the takeover Event", Duration::from_secs(10), || async {
+        let events = events.list(&ListParams::default()).await?;
+        Ok(events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("TakingOverStatefulSet")))
+    })
+    .await?;
+
+    controller.abort();
+    Ok(())
+}
