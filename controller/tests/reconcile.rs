@@ -129,13 +129,19 @@ where
     Ok(started.elapsed())
 }
 
-#[tokio::test]
-async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), BoxError> {
+/// The cluster (kept for the test's length), its client, and a fresh namespace.
+async fn set_up(prefix: &str) -> Result<(localcluster::LocalCluster, Client, String), BoxError> {
     localcluster::install_crypto_provider();
     let cluster = localcluster::LocalCluster::start().await?;
     let client = cluster.client();
     install_crd(&client).await?;
-    let ns = localcluster::test_namespace(&client, "reconcile").await?;
+    let ns = localcluster::test_namespace(&client, prefix).await?;
+    Ok((cluster, client, ns))
+}
+
+#[tokio::test]
+async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), BoxError> {
+    let (_cluster, client, ns) = set_up("reconcile").await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let account = serde_json::from_value(json!({"metadata": {"name": "vault"}}))?;
     accounts.create(&PostParams::default(), &account).await?;
@@ -251,11 +257,7 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
 
 #[tokio::test]
 async fn a_bank_vaults_stateful_set_is_taken_over() -> Result<(), BoxError> {
-    localcluster::install_crypto_provider();
-    let cluster = localcluster::LocalCluster::start().await?;
-    let client = cluster.client();
-    install_crd(&client).await?;
-    let ns = localcluster::test_namespace(&client, "takeover").await?;
+    let (_cluster, client, ns) = set_up("takeover").await?;
 
     let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
     let vault: Vault = serde_json::from_value(json!({

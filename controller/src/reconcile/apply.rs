@@ -87,7 +87,13 @@ where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
     K: Serialize + DeserializeOwned + Clone + Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    apply_with(Api::namespaced(client.clone(), namespace), object).await
+}
+
+async fn apply_with<K>(api: Api<K>, object: &K) -> Result<K, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
     let name = name_of(object);
     api.patch(&name, &params(), &Patch::Apply(object))
         .await
@@ -168,15 +174,7 @@ where
     K: Resource<Scope = ClusterResourceScope, DynamicType = ()>,
     K: Serialize + DeserializeOwned + Clone + Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
-    let name = name_of(object);
-    api.patch(&name, &params(), &Patch::Apply(object))
-        .await
-        .map_err(|source| ApplyError::Apply {
-            kind: kind_of::<K>(),
-            name,
-            source,
-        })
+    apply_with(Api::all(client.clone()), object).await
 }
 
 /// Removes the `<name>-<i>` Services of pods that scaling down removed.
