@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             let names = names.into_iter().filter(|name| name.starts_with(&prefix));
             completion.candidates.extend(names.map(|name| (name, None)));
         }
-        print!("{}", completion.render(descriptions));
+        let _ = out(&completion.render(descriptions));
         return ExitCode::SUCCESS;
     }
 
@@ -124,7 +124,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         }
         Command::Validate(args) => {
             let report = validate::check_paths(&args.files, args.recursive)?;
-            print!("{}", report.render());
+            out(&report.render())?;
             Ok(if report.has_errors() {
                 ExitCode::FAILURE
             } else {
@@ -145,22 +145,22 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
             };
             let documents = install::customise(install::documents()?, &overrides)?;
             if args.dry_run {
-                print!("{}", install::to_yaml(&documents)?);
+                out(&install::to_yaml(&documents)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let cluster = Cluster::connect(&cli.cluster).await?;
             for document in &documents {
                 let applied = install::apply_one(&cluster, document, args.force_conflicts);
-                println!("{} serverside-applied", applied.await?);
+                out(&format!("{} serverside-applied\n", applied.await?))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completion(args) => {
-            print!("{}", complete::script(args.shell));
+            out(&complete::script(args.shell))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
-            println!("kubectl-vault {}", kubectl_vault::VERSION);
+            out(&format!("kubectl-vault {}\n", kubectl_vault::VERSION))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -191,7 +191,7 @@ async fn run_init(
         let namespace = cluster_args.namespace.as_deref();
         let output = init::build(&args, namespace, external_config)?;
         print_warnings(&output.warnings);
-        print!("{}", manifests(&output.objects, args.output)?);
+        out(&manifests(&output.objects, args.output)?)?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -200,9 +200,24 @@ async fn run_init(
     print_warnings(&output.warnings);
     for object in &output.objects {
         let applied = install::apply_one(&cluster, object, false).await?;
-        println!("{applied} serverside-applied");
+        out(&format!("{applied} serverside-applied\n"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to standard output; false when its reader has gone (`| head`). That is no
+/// error: the command carries on, printing nothing more (an install stopped half-way would
+/// be worse), rather than panicking as `print!` does.
+fn out(text: &str) -> std::io::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn print_warnings(warnings: &[vault_api::Warning]) {
@@ -242,21 +257,22 @@ async fn run_status(
         let report = fetch(&cluster, &query).await?;
         let now = k8s_openapi::jiff::Timestamp::now();
         let text = render(&report, args.output, now, colour)?;
-        let mut stdout = std::io::stdout().lock();
         if !args.watch {
-            stdout.write_all(text.as_bytes())?;
+            out(&text)?;
             return Ok(ExitCode::SUCCESS);
         }
-        match args.output {
+        let frame = match args.output {
             // Redraw in place on a terminal, else append snapshots.
             StatusFormat::Table if std::io::stdout().is_terminal() => {
-                write!(stdout, "\x1b[2J\x1b[H{text}")?
+                format!("\x1b[2J\x1b[H{text}")
             }
-            StatusFormat::Yaml => write!(stdout, "---\n{text}")?,
-            _ => writeln!(stdout, "{text}")?,
+            StatusFormat::Yaml => format!("---\n{text}"),
+            _ => format!("{text}\n"),
+        };
+        // Nobody reads any more (`--watch | head`): the watch is over.
+        if !out(&frame)? {
+            return Ok(ExitCode::SUCCESS);
         }
-        stdout.flush()?;
-        drop(stdout);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.interval.max(1))) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
