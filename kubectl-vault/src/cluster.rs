@@ -58,7 +58,18 @@ pub enum ClusterError {
         /// The API server's message, which names the user and the verb.
         message: String,
     },
-    /// Anything else the API server said.
+    /// The API server refused for another reason; its message says which, without the
+    /// Status object's debug form.
+    #[error("{operation}: {message} ({code})")]
+    Rejected {
+        /// What was being done.
+        operation: String,
+        /// The API server's message, such as `namespaces "ops" not found`.
+        message: String,
+        /// The HTTP status code.
+        code: u16,
+    },
+    /// Any other failure.
     #[error("{operation}: {source}")]
     Api {
         /// What was being done.
@@ -128,6 +139,11 @@ pub fn explain(server: &str, operation: &str, error: kube::Error) -> ClusterErro
             server: server.to_string(),
             operation: operation.to_string(),
             source: error,
+        },
+        kube::Error::Api(status) if !status.message.is_empty() => ClusterError::Rejected {
+            operation: operation.to_string(),
+            message: status.message,
+            code: status.code,
         },
         other => ClusterError::Api {
             operation: operation.to_string(),

@@ -218,6 +218,14 @@ async fn init_output_is_accepted_by_the_server_schema() {
         "init --apply said it applied {applied:?}: {}",
         text(&found.stderr)
     );
+
+    // Into a namespace that does not exist: the API server's word, without its Status dump.
+    let missing = format!("{ns}-none");
+    let (run, _) = plugin_on(&cluster, &["-n", &missing, "init", "--apply"]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let expected =
+        format!("error: applying vault/vault: namespaces \"{missing}\" not found (404)\n");
+    assert_eq!(run.stderr, expected);
 }
 
 #[tokio::test]
