@@ -1,6 +1,7 @@
 //! The plugin against a real cluster (`tests/localcluster`): `init` output accepted by the
 //! server's schema, `install` applying the embedded manifests, and `status` on three OpenBao
-//! pods assembled by hand the way the controller would make them, with one of them stopped.
+//! pods assembled by hand the way the controller would make them: all unsealed, as users
+//! RBAC limits, with one pod's process stopped, and with it killed and back sealed.
 //!
 //! Run as root. `make test` names a running cluster in LOCALCLUSTER_NAME; without it each
 //! test starts a cluster of its own. Each test works in a namespace of its own.
@@ -416,6 +417,7 @@ fn inside_curl(cluster: &LocalCluster, args: &[&str]) -> String {
     text(&output.stdout)
 }
 
+/// One request to Vault's API on a pod; `Null` when it did not answer JSON.
 fn vault_api(cluster: &LocalCluster, ip: &str, method: &str, path: &str, body: &Value) -> Value {
     let url = format!("https://{ip}:8200/v1/{path}");
     let body = body.to_string();
