@@ -132,6 +132,11 @@ where
 /// The cluster (kept for the test's length), its client, and a fresh namespace.
 async fn set_up(prefix: &str) -> Result<(localcluster::LocalCluster, Client, String), BoxError> {
     localcluster::install_crypto_provider();
+    // The controller's logs, shown when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,vault_controller=debug")
+        .with_test_writer()
+        .try_init();
     let cluster = localcluster::LocalCluster::start().await?;
     let client = cluster.client();
     install_crd(&client).await?;

@@ -209,13 +209,17 @@ async fn remove_stale_pod_services(
     Ok(())
 }
 
-/// True when the API server refused a change because an immutable field differs.
+/// The API server's message, when it refused a change because an immutable field differs.
 fn is_immutable_field_error(error: &ApplyError) -> Option<String> {
     match error {
         ApplyError::Apply {
             source: kube::Error::Api(status),
             ..
-        } if status.code == 422 && status.message.contains("Forbidden") => {
+        } if status.code == 422
+            // Older API servers say "Forbidden: updates to statefulset spec for fields
+            // other than..."; newer ones name each field "field is immutable".
+            && (status.message.contains("Forbidden") || status.message.contains("immutable")) =>
+        {
             Some(status.message.clone())
         }
         _ => None,
@@ -243,7 +247,7 @@ async fn apply_stateful_set(
     warn!(statefulset = %name, %reason, "taking over the StatefulSet: recreating it");
     let note = format!(
         "StatefulSet {name} differs in fields Kubernetes cannot change; recreating it and \
-         keeping its pods and claims"
+         keeping its pods and claims ({reason})"
     );
     ctx.publish(vault, EventType::Normal, "TakingOverStatefulSet", note)
         .await;
