@@ -3,8 +3,8 @@
 //!
 //! Neither holds a rule of its own: what a default or a problem is lives in the api crate.
 
-use json_patch::jsonptr::Pointer;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::jsonptr::{Pointer, PointerBuf};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, Status};
@@ -267,7 +267,7 @@ pub fn defaulting_patch(raw: &Value, vault: &Vault) -> Result<Option<Patch>, Str
         return Ok(Some(patch));
     }
     let whole_spec = Patch(vec![PatchOperation::Add(AddOperation {
-        path: json_patch::jsonptr::PointerBuf::from_tokens(["spec"]),
+        path: PointerBuf::from_tokens(["spec"]),
         value: after.get("spec").cloned().unwrap_or(Value::Null),
     })]);
     if yields(raw, &whole_spec, &defaulted) {
@@ -324,25 +324,32 @@ fn is_missing(document: &Value, path: &Pointer) -> bool {
     matches!(document.pointer(path.as_str()), None | Some(Value::Null))
 }
 
+/// Makes every ancestor of `path` a container the next step can go into: a missing or null
+/// one is added as an empty object, and so is one the typed object read as an object
+/// though it was sent as something else (`unsealConfig: []` reads as an empty one).
 fn add_parents(
     document: &mut Value,
     path: &Pointer,
     operations: &mut Vec<PatchOperation>,
 ) -> Option<()> {
-    let mut missing = Vec::new();
-    let mut parent = path.parent();
-    while let Some(ancestor) = parent.filter(|p| !p.is_root()) {
-        if !is_missing(document, ancestor) {
-            break;
-        }
-        missing.push(ancestor);
-        parent = ancestor.parent();
-    }
-    for ancestor in missing.into_iter().rev() {
-        let operation = PatchOperation::Add(AddOperation {
-            path: ancestor.to_buf(),
-            value: Value::Object(Default::default()),
-        });
+    let tokens: Vec<_> = path.tokens().collect();
+    let mut ancestor = PointerBuf::root();
+    for pair in tokens.windows(2) {
+        let (token, next) = (&pair[0], &pair[1]);
+        ancestor.push_back(token.clone());
+        let next_is_index = next.encoded() == "-" || next.encoded().parse::<usize>().is_ok();
+        let operation = match document.pointer(ancestor.as_str()) {
+            Some(Value::Object(_)) => continue,
+            Some(Value::Array(_)) if next_is_index => continue,
+            None => PatchOperation::Add(AddOperation {
+                path: ancestor.clone(),
+                value: Value::Object(Default::default()),
+            }),
+            Some(_) => PatchOperation::Replace(ReplaceOperation {
+                path: ancestor.clone(),
+                value: Value::Object(Default::default()),
+            }),
+        };
         json_patch::patch(document, std::slice::from_ref(&operation)).ok()?;
         operations.push(operation);
     }

@@ -157,6 +157,17 @@ fn mutate_patches_only_what_changes() {
         paths.iter().all(|p| !p.starts_with("/spec/image")),
         "{paths:?}"
     );
+
+    // A block sent as a list where an object is read (the typed object reads `[]` as an
+    // empty one) is made an object, rather than the whole spec rewritten.
+    let object = vault(
+        json!({"config": {"storage": {"raft": {}}, "ui": 1.0000000000000002},
+        "unsealConfig": []}),
+    );
+    let (_, patched) = mutated(&object);
+    assert_eq!(read(&patched), vault_api::default(&read(&object)));
+    let paths = patch_paths(&object);
+    assert!(!paths.iter().any(|p| p == "/spec"), "{paths:?}");
 }
 
 #[test]
