@@ -5,14 +5,12 @@
 
 use json_patch::jsonptr::{Pointer, PointerBuf};
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kube::Resource;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, Status};
 use serde_json::Value;
-use vault_api::documents::GROUP;
 use vault_api::{FieldError, Vault};
-
-use crate::review::VAULT_KIND;
 
 /// The HTTP-like code of a denial: the object is well formed but not acceptable.
 pub const INVALID_CODE: u16 = 422;
@@ -202,7 +200,8 @@ pub fn denial_message(name: &str, errors: &[FieldError]) -> String {
         1 => "1 problem".to_string(),
         n => format!("{n} problems"),
     };
-    let mut message = format!("{VAULT_KIND} {name} is invalid, {count} to fix:");
+    let kind = Vault::kind(&());
+    let mut message = format!("{kind} {name} is invalid, {count} to fix:");
     for error in errors {
         message.push_str("\n- ");
         message.push_str(&error.to_string());
@@ -221,8 +220,8 @@ fn deny(request: &AdmissionRequest<DynamicObject>, name: &str, errors: &[FieldEr
         .collect();
     let details = StatusDetails {
         name: name.rsplit('/').next().unwrap_or(name).to_string(),
-        group: GROUP.into(),
-        kind: VAULT_KIND.into(),
+        group: Vault::group(&()).into_owned(),
+        kind: Vault::kind(&()).into_owned(),
         uid: String::new(),
         causes,
         retry_after_seconds: 0,

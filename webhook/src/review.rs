@@ -1,19 +1,16 @@
 //! Reading an `AdmissionReview` out of a request body, refusing anything that is not a
 //! review of a `Vault` with a reason the caller can act on.
 
+use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde_json::Value;
-use vault_api::documents::GROUP;
+use vault_api::Vault;
 
 /// The API version of the reviews the webhook answers.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 /// The kind of the reviews the webhook answers.
 pub const REVIEW_KIND: &str = "AdmissionReview";
-/// The version of `Vault` the webhook admits.
-pub const VAULT_VERSION: &str = "v1alpha1";
-/// The kind the webhook admits.
-pub const VAULT_KIND: &str = "Vault";
 
 /// Largest request body read, in bytes. A review carries the object and, on update, the
 /// stored one; etcd keeps objects up to 1.5 MiB, so two of them fit with room to spare.
@@ -50,10 +47,13 @@ pub enum BadReview {
     #[error("the review is malformed: {0}")]
     Malformed(String),
     /// The review is about something other than a `Vault`.
-    #[error(
-        "the review is about {0}; this webhook admits {GROUP}/{VAULT_VERSION} {VAULT_KIND} only"
-    )]
-    NotAVault(String),
+    #[error("the review is about {found}; this webhook admits {admitted} only")]
+    NotAVault {
+        /// The kind reviewed, as `group/version Kind`.
+        found: String,
+        /// The kind admitted, likewise.
+        admitted: String,
+    },
     /// A CREATE or UPDATE carries no object.
     #[error("the {0} request carries no object")]
     MissingObject(String),
@@ -84,15 +84,19 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> 
     let request: AdmissionRequest<DynamicObject> =
         review.try_into().map_err(|_| BadReview::MissingRequest)?;
 
+    // The api crate's type says which kind it is.
+    let admitted = (Vault::group(&()), Vault::version(&()), Vault::kind(&()));
     let kind = &request.kind;
     if (
         kind.group.as_str(),
         kind.version.as_str(),
         kind.kind.as_str(),
-    ) != (GROUP, VAULT_VERSION, VAULT_KIND)
+    ) != (&*admitted.0, &*admitted.1, &*admitted.2)
     {
-        let found = format!("{}/{} {}", kind.group, kind.version, kind.kind);
-        return Err(BadReview::NotAVault(found));
+        return Err(BadReview::NotAVault {
+            found: format!("{}/{} {}", kind.group, kind.version, kind.kind),
+            admitted: format!("{}/{} {}", admitted.0, admitted.1, admitted.2),
+        });
     }
     let changes_object = matches!(request.operation, Operation::Create | Operation::Update);
     if changes_object && request.sub_resource.is_none() && request.object.is_none() {
