@@ -198,6 +198,15 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
     )
     .await?;
 
+    // Written through the status subresource: sealed pods are not Ready.
+    wait_for("the status", Duration::from_secs(30), || async {
+        let status = vaults.get_status("vault").await?.status.unwrap_or_default();
+        let ready = status.condition(vault_api::status::READY).cloned();
+        Ok(status.nodes.len() == 3
+            && ready.is_some_and(|c| c.reason.as_deref() == Some("PodsNotReady")))
+    })
+    .await?;
+
     let took = deleted_comes_back(&sets, "vault").await?;
     println!("StatefulSet vault came back in {took:?}");
     let took = deleted_comes_back(&services, "vault-1").await?;
@@ -222,6 +231,17 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
         "an edited replicas field was reverted in {:?}",
         started.elapsed()
     );
+
+    // Scaling down removes the Service of the pod that goes, and its claim.
+    let smaller = json!({"spec": {"size": 2}});
+    vaults
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&smaller))
+        .await?;
+    wait_for("the Service of vault-2 to go", RESTORE_WITHIN, || async {
+        let replicas = sets.get("vault").await?.spec.replicas;
+        Ok(replicas == Some(2) && services.get_opt("vault-2").await?.is_none())
+    })
+    .await?;
 
     let claims_before: Vec<String> = pvcs
         .list(&ListParams::default())
@@ -332,6 +352,56 @@ async fn a_bank_vaults_stateful_set_is_taken_over() -> Result<(), BoxError> {
             .any(|e| e.reason.as_deref() == Some("TakingOverStatefulSet")))
     })
     .await?;
+
+    controller.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_vault_is_reported_and_not_acted_on() -> Result<(), BoxError> {
+    let (_cluster, client, ns) = set_up("invalid").await?;
+    let controller = spawn_controller(&client, &ns);
+    let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    // Three pods on storage without HA, which the api crate refuses.
+    let vault: Vault = serde_json::from_value(json!({
+        "apiVersion": "vault.banzaicloud.com/v1alpha1",
+        "kind": "Vault",
+        "metadata": {"name": "broken", "namespace": ns},
+        "spec": {"size": 3, "config": {"storage": {"file": {"path": "/vault/file"}}}},
+    }))?;
+    vaults.create(&PostParams::default(), &vault).await?;
+
+    wait_for(
+        "Ready=False with reason Invalid",
+        Duration::from_secs(30),
+        || async {
+            let status = vaults
+                .get_status("broken")
+                .await?
+                .status
+                .unwrap_or_default();
+            let ready = status.condition(vault_api::status::READY).cloned();
+            Ok(
+                ready
+                    .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Invalid")),
+            )
+        },
+    )
+    .await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let events = events.list(&ListParams::default()).await?;
+    let note = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Invalid"))
+        .and_then(|e| e.note.clone())
+        .ok_or("no Invalid Event")?;
+    assert!(
+        note.contains("spec.size"),
+        "the Event names the field: {note}"
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(sets.get_opt("broken").await?.is_none(), "nothing built");
 
     controller.abort();
     Ok(())

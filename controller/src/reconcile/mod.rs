@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Patch, PatchParams};
@@ -250,7 +251,8 @@ async fn patch_finalizers(
 ) -> Result<(), ReconcileError> {
     let api: Api<Vault> =
         Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
-    // The resource version makes this a compare-and-swap with other finalizer owners.
+    // The resource version makes this a compare-and-swap with other finalizer owners;
+    // a conflict (our cache was behind) is retried at once by the error policy.
     let patch = serde_json::json!({"metadata": {
         "finalizers": finalizers,
         "resourceVersion": vault.resource_version(),
@@ -304,6 +306,15 @@ fn error_policy(
     error: &ReconcileError,
     _ctx: Arc<Context>,
 ) -> Action {
+    let conflict = matches!(
+        error,
+        ReconcileError::Finalizer { source: kube::Error::Api(status), .. } if status.code == 409
+    );
+    if conflict {
+        // Our copy was older than the server's: the next try reads the newer one.
+        debug!(%error, "conflict; retrying at once");
+        return Action::requeue(Duration::from_millis(500));
+    }
     warn!(%error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(10))
 }
@@ -391,4 +402,5 @@ fn controller(client: Client, namespace: Option<&str>) -> Controller<Deserialize
             api::<PodDisruptionBudget>(&client, namespace),
             child_watch(),
         )
+        .owns(api::<Ingress>(&client, namespace), child_watch())
 }
