@@ -112,6 +112,15 @@ where
     Ok(api.get_opt(name).await?.and_then(|o| o.meta().uid.clone()))
 }
 
+/// The uids of the claims in the namespace of `pvcs`.
+async fn claim_uids(pvcs: &Api<PersistentVolumeClaim>) -> Result<Vec<String>, BoxError> {
+    let claims = pvcs.list(&ListParams::default()).await?.items;
+    Ok(claims
+        .iter()
+        .filter_map(|c| c.metadata.uid.clone())
+        .collect())
+}
+
 /// Deletes an object and measures how long until one of the same name is back.
 async fn deleted_comes_back<K>(api: &Api<K>, name: &str) -> Result<Duration, BoxError>
 where
@@ -243,13 +252,14 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
     })
     .await?;
 
-    let claims_before: Vec<String> = pvcs
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|c| c.metadata.uid.clone())
-        .collect();
+    // whenScaled: Delete, so the removed peer cannot come back on stale data.
+    wait_for(
+        "the claim of vault-2 to go",
+        Duration::from_secs(60),
+        || async { Ok(claim_uids(&pvcs).await?.len() == 2) },
+    )
+    .await?;
+    let claims_before = claim_uids(&pvcs).await?;
     vaults.delete("vault", &DeleteParams::background()).await?;
     wait_for(
         "the owned objects to go",
@@ -267,14 +277,7 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
         secrets.get_opt("vault-unseal-keys").await?.is_some(),
         "unseal keys kept"
     );
-    let claims_after: Vec<String> = pvcs
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|c| c.metadata.uid.clone())
-        .collect();
-    assert_eq!(claims_before, claims_after, "claims kept");
+    assert_eq!(claims_before, claim_uids(&pvcs).await?, "claims kept");
 
     controller.abort();
     Ok(())
@@ -381,10 +384,10 @@ async fn an_invalid_vault_is_reported_and_not_acted_on() -> Result<(), BoxError>
                 .status
                 .unwrap_or_default();
             let ready = status.condition(vault_api::status::READY).cloned();
-            Ok(
-                ready
-                    .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Invalid")),
-            )
+            let invalid = |c: &vault_api::status::Condition| {
+                c.status == "False" && c.reason.as_deref() == Some("Invalid")
+            };
+            Ok(ready.as_ref().is_some_and(invalid))
         },
     )
     .await?;
