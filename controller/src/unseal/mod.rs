@@ -228,6 +228,15 @@ pub enum UnsealError {
         /// Shares asked for.
         asked: u32,
     },
+    /// A key share could not be read while unsealing a pod.
+    #[error("unsealing pod {pod}: {source}")]
+    KeyShare {
+        /// The pod.
+        pod: String,
+        /// The store error.
+        #[source]
+        source: KeyStoreError,
+    },
     /// Too few keys to unseal.
     #[error("unsealing pod {pod}: key store returned {found} of {needed} keys")]
     NotEnoughKeys {
@@ -554,9 +563,8 @@ pub async fn unseal_pod(
         let key = store
             .get(&keystore::unseal_key(index))
             .await
-            .map_err(|source| UnsealError::Store {
-                vault: pod.pod().to_string(),
-                step: "reading a key share",
+            .map_err(|source| UnsealError::KeyShare {
+                pod: pod.pod().to_string(),
                 source,
             })?;
         index += 1;
