@@ -3,6 +3,7 @@
 //! and every kind they own, so that a deleted or edited child is restored at once.
 
 mod apply;
+mod certificates;
 mod status;
 
 use std::sync::Arc;
@@ -25,13 +26,15 @@ use vault_api::Vault;
 use vault_api::status::{ConditionUpdate, READY, VaultStatus};
 
 pub use apply::{ApplyError, apply_all, apply_namespaced};
+pub use certificates::{CertificateError, TLS_DIGEST_ANNOTATION, Trust, ensure_certificates};
 pub use status::{StatusError, write_status};
 
 use crate::build::{self, BuildError, BuildOptions, Desired};
 use crate::metrics::Metrics;
 
-/// Finalizer of a `Vault` that owns cluster-scoped objects, which its deletion cannot
-/// garbage-collect (they carry no owner reference to a namespaced object).
+/// Finalizer of a `Vault` that owns cluster-scoped objects or copies of its CA in other
+/// namespaces, which its deletion cannot garbage-collect (an owner reference cannot point
+/// across namespaces).
 pub const FINALIZER: &str = "vault.banzaicloud.com/cluster-objects";
 
 /// What the controller is run with.
@@ -90,6 +93,9 @@ pub enum ReconcileError {
     /// Writing the status failed.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// The TLS step failed.
+    #[error(transparent)]
+    Certificates(#[from] CertificateError),
     /// Adding or removing the finalizer failed.
     #[error("{operation} the finalizer of Vault {name}: {source}")]
     Finalizer {
@@ -109,6 +115,7 @@ impl ReconcileError {
             ReconcileError::Build(_) => "build",
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Status(_) => "status",
+            ReconcileError::Certificates(_) => "certificates",
             ReconcileError::Finalizer { .. } => "finalizer",
         }
     }
@@ -176,14 +183,16 @@ async fn reconcile_inner(
         return Ok(Action::await_change());
     }
 
-    let desired = build::build(&defaulted, &ctx.options.build)?;
-    if desired.auth_delegator.is_some() {
+    let mut desired = build::build(&defaulted, &ctx.options.build)?;
+    if desired.auth_delegator.is_some() || certificates::has_ca_copies(&defaulted) {
         ensure_finalizer(ctx, vault).await?;
     }
+    // Before the StatefulSet, so that new pods start with their certificate.
+    let trust = ensure_certificates(ctx, &defaulted, &mut desired).await?;
     apply_all(ctx, &defaulted, &desired).await?;
     debug!("applied every object");
 
-    operate_vault(ctx, &defaulted, &desired).await?;
+    operate_vault(ctx, &defaulted, &desired, &trust).await?;
 
     status::write_workload_status(ctx, vault, &desired).await?;
     Ok(Action::requeue(ctx.options.requeue))
@@ -205,6 +214,7 @@ pub async fn operate_vault(
     _ctx: &Context,
     _vault: &Vault,
     _desired: &Desired,
+    _trust: &Trust,
 ) -> Result<(), ReconcileError> {
     Ok(())
 }
@@ -271,8 +281,9 @@ async fn patch_finalizers(
     })
 }
 
-/// On deletion: removes the cluster-scoped objects, then lets the deletion finish. The
-/// namespaced ones go with the garbage collector; the unseal keys and claims stay.
+/// On deletion: removes the cluster-scoped objects and the CA's copies, then lets the
+/// deletion finish. The namespaced ones go with the garbage collector; the unseal keys and
+/// claims stay.
 async fn remove_cluster_objects(ctx: &Context, vault: &Vault) -> Result<(), ReconcileError> {
     if !vault.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -292,6 +303,7 @@ async fn remove_cluster_objects(ctx: &Context, vault: &Vault) -> Result<(), Reco
             .into());
         }
     }
+    certificates::remove_ca_copies(ctx, vault).await?;
     let finalizers = vault
         .finalizers()
         .iter()

@@ -722,7 +722,7 @@ async fn join_raft_peers(
         return Ok(());
     };
     let leader_endpoint = leader.endpoint();
-    let leader_api_addr = format!("https://{}", leader_endpoint.address);
+    let leader_api_addr = format!("{}://{}", leader.scheme(), leader_endpoint.address);
 
     for (pod, (_, status)) in cluster.pods.iter().zip(&observed) {
         if !matches!(status, Ok(s) if !s.initialized) {
@@ -733,7 +733,7 @@ async fn join_raft_peers(
         let joined = pod
             .raft_join(
                 &leader_api_addr,
-                Some(&cluster.ca_pem),
+                (!cluster.ca_pem.is_empty()).then_some(cluster.ca_pem.as_str()),
                 Some(&leader_endpoint.server_name),
             )
             .await;

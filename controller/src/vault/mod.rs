@@ -152,6 +152,32 @@ pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
     Ok(config)
 }
 
+/// How a client checks the certificate a Vault pod presents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// The listener has TLS switched off: plain HTTP.
+    Plain,
+    /// Only the certificates of this CA bundle (PEM).
+    Ca(String),
+    /// The system's roots: a user's certificate from a public CA, with no CA named.
+    SystemRoots,
+}
+
+/// A TLS configuration that trusts the system's root certificates.
+fn system_tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err("the system has no root certificates to trust".to_string());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("choosing TLS versions: {error}"))
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 impl VaultPodClient {
     /// A client that dials `endpoint.address` and trusts only `ca_pem` (PEM, one or more
     /// certificates) for `endpoint.server_name`. Each request may take `timeout`.
@@ -160,13 +186,28 @@ impl VaultPodClient {
         ca_pem: &[u8],
         timeout: Duration,
     ) -> Result<Self, VaultError> {
+        let ca = String::from_utf8_lossy(ca_pem).into_owned();
+        Self::with_trust(endpoint, &Trust::Ca(ca), timeout)
+    }
+
+    /// A client that dials `endpoint.address` and checks the server the way `trust` says.
+    pub fn with_trust(
+        endpoint: PodEndpoint,
+        trust: &Trust,
+        timeout: Duration,
+    ) -> Result<Self, VaultError> {
         let build_error = |reason: String| VaultError::Build {
             pod: endpoint.pod.clone(),
             reason,
         };
-        let tls = tls_config(ca_pem).map_err(build_error)?;
+        let tls = match trust {
+            Trust::Plain => None,
+            Trust::Ca(ca_pem) => Some(tls_config(ca_pem.as_bytes()).map_err(build_error)?),
+            Trust::SystemRoots => Some(system_tls_config().map_err(build_error)?),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base = format!(
-            "https://{}:{}/",
+            "{scheme}://{}:{}/",
             endpoint.server_name,
             endpoint.address.port()
         );
@@ -175,13 +216,15 @@ impl VaultPodClient {
 
         // The pod's name resolves to the pod's address and nowhere else; no proxy from the
         // environment may sit between the controller and the keys it sends.
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .https_only(true)
+        let mut http = reqwest::Client::builder()
             .no_proxy()
             .resolve(&endpoint.server_name, endpoint.address)
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .connect_timeout(timeout.min(Duration::from_secs(5)));
+        if let Some(tls) = tls {
+            http = http.tls_backend_preconfigured(tls).https_only(true);
+        }
+        let http = http
             .build()
             .map_err(|error| build_error(format!("{error}")))?;
         Ok(Self {
@@ -195,6 +238,11 @@ impl VaultPodClient {
     /// The pod this client talks to.
     pub fn pod(&self) -> &str {
         &self.endpoint.pod
+    }
+
+    /// `https` or `http`, as the pod's listener serves.
+    pub fn scheme(&self) -> &str {
+        self.base.scheme()
     }
 
     /// Where this client dials.
