@@ -156,7 +156,7 @@ pub struct AwsKeyStore {
     pub s3_region: Option<String>,
 
     /// S3 server-side encryption (`aws:kms` or `AES256`) instead of client-side KMS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "s3SSE", skip_serializing_if = "Option::is_none")]
     pub s3_sse: Option<String>,
 }
 

@@ -86,3 +86,68 @@ fn every_bank_vaults_field_is_in_the_schema() {
         );
     }
 }
+
+/// Walks Bank-Vaults' schema beside ours: every property of theirs must be in ours at the
+/// same path, and ours must require nothing theirs leaves optional, or a resource they
+/// accept would be refused (or a field of it dropped) by our API server.
+fn compare_schemas(
+    path: &str,
+    theirs: &serde_json::Value,
+    ours: &serde_json::Value,
+    problems: &mut Vec<String>,
+) {
+    let required = |schema: &serde_json::Value| -> Vec<String> {
+        let names = schema.get("required").and_then(|r| r.as_array());
+        let names = names.into_iter().flatten().filter_map(|n| n.as_str());
+        names.map(str::to_string).collect()
+    };
+    let theirs_required = required(theirs);
+    for name in required(ours) {
+        if !theirs_required.contains(&name) {
+            problems.push(format!("{path}.{name} is required by ours only"));
+        }
+    }
+
+    let free_form = ours.get("x-kubernetes-preserve-unknown-fields") == Some(&true.into());
+    if let Some(properties) = theirs.get("properties").and_then(|p| p.as_object()) {
+        for (name, schema) in properties {
+            match ours.pointer(&format!("/properties/{name}")) {
+                Some(our_schema) => {
+                    compare_schemas(&format!("{path}.{name}"), schema, our_schema, problems)
+                }
+                None if free_form => {}
+                None => problems.push(format!("{path}.{name} is missing from ours")),
+            }
+        }
+    }
+    for nested in ["items", "additionalProperties"] {
+        if let (Some(theirs), Some(ours)) = (theirs.get(nested), ours.get(nested)) {
+            compare_schemas(&format!("{path}[]"), theirs, ours, problems);
+        }
+    }
+}
+
+#[test]
+fn every_nested_bank_vaults_field_is_in_the_schema_and_no_more_is_required() {
+    let ours: serde_json::Value =
+        serde_saphyr::from_str(&committed()).unwrap_or_else(|e| panic!("parsing: {e}"));
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/samples/bank-vaults/vault.banzaicloud.com_vaults.yaml");
+    let theirs = std::fs::read_to_string(&samples)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", samples.display()));
+    let theirs: serde_json::Value =
+        serde_saphyr::from_str(&theirs).unwrap_or_else(|e| panic!("parsing theirs: {e}"));
+
+    let root = "/spec/versions/0/schema/openAPIV3Schema/properties/spec";
+    let (Some(theirs), Some(ours)) = (theirs.pointer(root), ours.pointer(root)) else {
+        panic!("a CRD without a spec schema");
+    };
+    let mut problems = Vec::new();
+    compare_schemas("spec", theirs, ours, &mut problems);
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -354,3 +354,28 @@ fn hsm_with_a_secret_is_one_key_store() {
     let store = vault.spec.unseal_config.and_then(|u| u.key_store());
     assert_eq!(store, Some(vault_api::unseal::KeyStoreKind::Hsm));
 }
+
+#[test]
+fn s3_server_side_encryption_keeps_its_bank_vaults_name_and_needs_no_kms_key() {
+    let sse = serde_json::json!({"aws": {"s3Bucket": "keys", "s3Region": "eu-west-1",
+                                          "s3SSE": "AES256"}});
+    let vault = with("/spec/unsealConfig", sse);
+    assert!(
+        validate(&vault, None).is_ok(),
+        "{:?}",
+        validate(&vault, None)
+    );
+    let written = serde_json::to_value(&vault).unwrap_or_default();
+    assert_eq!(written["spec"]["unsealConfig"]["aws"]["s3SSE"], "AES256");
+
+    let neither = serde_json::json!({"aws": {"s3Bucket": "keys", "s3Region": "eu-west-1"}});
+    let errors = validate(&with("/spec/unsealConfig", neither), None)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "spec.unsealConfig.aws.kmsKeyId"),
+        "{errors:?}"
+    );
+}

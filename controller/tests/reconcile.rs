@@ -42,7 +42,7 @@ async fn install_crd(client: &Client) -> Result<(), BoxError> {
     crds.patch(
         "vaults.vault.banzaicloud.com",
         &params,
-        &Patch::Apply(Vault::crd()),
+        &Patch::Apply(vault_api::crd()),
     )
     .await?;
     let vaults: Api<Vault> = Api::all(client.clone());
