@@ -98,7 +98,10 @@ prop_compose! {
             "metadata": {"name": name, "namespace": namespace},
             "spec": spec,
         });
-        serde_json::from_value(object).unwrap_or_default()
+        // A generated object that does not deserialise is a broken generator: fail loudly
+        // rather than test an empty resource.
+        #[allow(clippy::expect_used)]
+        serde_json::from_value(object).expect("the generator makes only Vault-shaped objects")
     }
 }
 
