@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// Seconds between the safety-net reconciles of every Vault.
     #[arg(long, env = "REQUEUE_SECONDS", default_value_t = 300)]
     pub requeue_seconds: u64,
+    /// Initialise, unseal and join the Vault pods at their pod addresses. Set to false
+    /// where those addresses cannot be reached (a controller run outside the cluster):
+    /// the Kubernetes objects are still managed.
+    #[arg(long, env = "OPERATE_VAULT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub operate_vault: bool,
 }
 
 /// Flags of `vault-controller template`.
@@ -106,7 +111,11 @@ pub fn init_logging(args: &RunArgs) -> Result<(), RunError> {
             reason: e.to_string(),
         }
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: a log file or collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     // A second initialisation (in tests) keeps the first subscriber.
     let _ = match args.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -162,6 +171,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             controller_image: args.controller_image.clone(),
         },
         requeue: Duration::from_secs(args.requeue_seconds),
+        operate_vault: args.operate_vault,
     };
     let controller = run_with_metrics(client, options, metrics, shutdown.clone());
     let lost = async {

@@ -1,6 +1,8 @@
 //! The controller against the local cluster: `cr-raft.yaml` becomes its objects; deleted
 //! or edited children come back at once; deleting the `Vault` keeps keys and claims; a
-//! Bank-Vaults StatefulSet is taken over. The controller runs in the test process.
+//! Bank-Vaults StatefulSet is taken over; the raft sample is initialised and unsealed. The
+//! controller runs in the test process, except where it must reach pod addresses: then it
+//! runs as its own process inside the cluster's network namespace, as in a pod.
 //!
 //! Run: `LOCALCLUSTER_NAME=rec cargo test -p vault-controller --test reconcile`, with the
 //! `vault-controller` binary built into the target folder the cluster was started from.
@@ -59,6 +61,8 @@ fn spawn_controller(client: &Client, namespace: &str) -> JoinHandle<()> {
     let options = ControllerOptions {
         namespaces: vec![namespace.to_string()],
         requeue: REQUEUE,
+        // The test runs on the host, where pod addresses lead to the default route.
+        operate_vault: false,
         ..ControllerOptions::default()
     };
     tokio::spawn(run(client.clone(), options, std::future::pending::<()>()))
@@ -460,6 +464,22 @@ fn seal_status_as(
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
+/// The certificate a pod serves on 8200, PEM, read from inside the cluster's network
+/// namespace; `None` when the pod does not answer.
+fn served_certificate(cluster: &localcluster::LocalCluster, ip: &str) -> Option<String> {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.layout().netns()])
+        .args(["openssl", "s_client", "-connect", &format!("{ip}:8200")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let begin = text.find("-----BEGIN CERTIFICATE-----")?;
+    let end_marker = "-----END CERTIFICATE-----";
+    let end = text[begin..].find(end_marker)? + begin + end_marker.len();
+    Some(text[begin..end].to_string())
+}
+
 #[tokio::test]
 async fn generated_certificates_are_served_renewed_and_their_ca_copied() -> Result<(), BoxError> {
     let (cluster, client, ns) = set_up("tls").await?;
@@ -600,8 +620,8 @@ async fn generated_certificates_are_served_renewed_and_their_ca_copied() -> Resu
         Ok(digest(&sets.get("vault").await?).is_some_and(|d| Some(d) != digest_before))
     })
     .await?;
-    // TODO(unsealing in the controller): once pods are unsealed and Ready, assert that
-    // the rolled pods serve the renewed certificate; sealed pods stall a rolling update.
+    // That the rolled pods serve it, unsealed, is shown where the controller unseals them
+    // (raft_sample_is_initialised_unsealed_and_a_restarted_pod_unsealed_again).
 
     // The finalizer removes the copy, which no owner reference could.
     vaults.delete("vault", &DeleteParams::background()).await?;
@@ -614,5 +634,232 @@ async fn generated_certificates_are_served_renewed_and_their_ca_copied() -> Resu
     .await?;
 
     controller.abort();
+    Ok(())
+}
+
+/// The `vault-controller` binary, run inside the cluster's network namespace with the admin
+/// kubeconfig: where a controller pod runs, so pod addresses are reachable. Stopped on drop.
+struct ControllerProcess {
+    child: std::process::Child,
+    log: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl ControllerProcess {
+    fn start(cluster: &localcluster::LocalCluster, namespace: &str) -> Result<Self, BoxError> {
+        let folder = tempfile::tempdir()?;
+        let log = folder.path().join("controller.log");
+        let output = std::fs::File::create(&log)?;
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &cluster.layout().netns()])
+            .arg(env!("CARGO_BIN_EXE_vault-controller"))
+            .args(["run", "--no-leader-election", "--namespaces", namespace])
+            .args([
+                "--metrics-address",
+                "127.0.0.1:0",
+                "--requeue-seconds",
+                "600",
+            ])
+            .args(["--log-level", "info,vault_controller=debug"])
+            .env("KUBECONFIG", cluster.layout().inside_kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()?;
+        Ok(Self {
+            child,
+            log,
+            _folder: folder,
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("controller log:\n{}", self.log());
+        }
+    }
+}
+
+/// Whether the status says every one of `size` pods is unsealed and Ready, with a leader.
+fn unsealed_with_leader(vault: &Vault, size: usize) -> bool {
+    let status = vault.status.clone().unwrap_or_default();
+    status.pods.len() == size
+        && status.pods.iter().all(|pod| pod.sealed == Some(false))
+        && !status.leader.is_empty()
+        && status.is_true(vault_api::status::UNSEALED)
+        && status.is_true(vault_api::status::READY)
+}
+
+#[tokio::test]
+async fn raft_sample_is_initialised_unsealed_and_a_restarted_pod_unsealed_again()
+-> Result<(), BoxError> {
+    let (cluster, client, ns) = set_up("unseal").await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let account = serde_json::from_value(json!({"metadata": {"name": "vault"}}))?;
+    accounts.create(&PostParams::default(), &account).await?;
+    let controller = ControllerProcess::start(&cluster, &ns)?;
+
+    let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    let started = Instant::now();
+    vaults
+        .create(&PostParams::default(), &raft_sample(&ns)?)
+        .await?;
+    let converged = wait_for(
+        "three pods unsealed and Ready, with a leader",
+        Duration::from_secs(240),
+        || async { Ok(unsealed_with_leader(&vaults.get_status("vault").await?, 3)) },
+    )
+    .await;
+    if let Err(error) = converged {
+        let status = vaults.get_status("vault").await?.status;
+        eprintln!("status: {}", serde_json::to_string_pretty(&status)?);
+        eprintln!("controller log:\n{}", controller.log());
+        return Err(error);
+    }
+    println!(
+        "cr-raft.yaml: three sealed, uninitialised pods to all unsealed and Ready with a \
+         leader in {:?}",
+        started.elapsed()
+    );
+    let status = vaults.get_status("vault").await?.status.unwrap_or_default();
+    assert!(status.is_true(vault_api::status::INITIALIZED));
+    let leaders = status
+        .pods
+        .iter()
+        .filter(|pod| pod.raft_role == Some(vault_api::status::RaftRole::Leader))
+        .count();
+    assert_eq!(leaders, 1, "one Raft leader among {:?}", status.pods);
+
+    // Every share and the root token are in the Secret, which the Vault does not own.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let keys = secrets.get("vault-unseal-keys").await?;
+    assert!(keys.owner_references().is_empty());
+    let mut values = Vec::new();
+    for name in (0..5)
+        .map(|i| format!("vault-unseal-{i}"))
+        .chain(["vault-root".to_string()])
+    {
+        let value = secret_text(&keys, &name).ok_or(format!("{name} is not stored"))?;
+        assert!(value.len() >= 20, "{name} looks like a real key or token");
+        values.push(value);
+    }
+
+    // A pod that restarts comes back sealed; the pod watch has it unsealed again.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let old = uid_of(&pods, "vault-1").await?;
+    let restarted = Instant::now();
+    pods.delete("vault-1", &DeleteParams::default()).await?;
+    wait_for(
+        "vault-1 to be made again",
+        Duration::from_secs(60),
+        || async {
+            Ok(uid_of(&pods, "vault-1")
+                .await?
+                .is_some_and(|uid| Some(uid) != old))
+        },
+    )
+    .await?;
+    wait_for(
+        "vault-1 to be unsealed again",
+        Duration::from_secs(120),
+        || async {
+            let vault = vaults.get_status("vault").await?;
+            let ready = pods
+                .get("vault-1")
+                .await?
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Ok(ready && unsealed_with_leader(&vault, 3))
+        },
+    )
+    .await?;
+    println!(
+        "a deleted pod was back, unsealed and Ready in {:?}",
+        restarted.elapsed()
+    );
+
+    // A renewed certificate reaches the pods: the StatefulSet rolls them onto it one at a
+    // time, each is unsealed again, and each serves the new certificate.
+    let served_before = secret_text(&secrets.get("vault-tls").await?, "server.crt")
+        .ok_or("vault-tls has no server.crt")?;
+    let hosts = json!({"spec": {"tlsAdditionalHosts": ["vault.example.test"]}});
+    let rolled = Instant::now();
+    vaults
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&hosts))
+        .await?;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "every pod to serve the renewed certificate, unsealed",
+        Duration::from_secs(300),
+        || async {
+            let renewed = secret_text(&secrets.get("vault-tls").await?, "server.crt");
+            let Some(renewed) = renewed.filter(|cert| *cert != served_before) else {
+                return Ok(false);
+            };
+            let status = sets.get("vault").await?.status.unwrap_or_default();
+            if status.update_revision != status.current_revision
+                || status.updated_replicas != Some(3)
+                || !unsealed_with_leader(&vaults.get_status("vault").await?, 3)
+            {
+                return Ok(false);
+            }
+            for pod in pods
+                .list(&ListParams::default().labels("vault_cr=vault"))
+                .await?
+            {
+                let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
+                if served_certificate(&cluster, &ip).as_deref() != Some(renewed.trim()) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await?;
+    println!(
+        "a renewed certificate was served by every pod, all unsealed, in {:?}",
+        rolled.elapsed()
+    );
+
+    // No key or token in the controller's log, the Events or the status.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|event| event.note)
+        .collect();
+    assert!(
+        notes.iter().any(|note| note.starts_with("initialised")),
+        "an Event says Vault was initialised: {notes:?}"
+    );
+    let status = serde_json::to_string(&vaults.get_status("vault").await?.status)?;
+    let log = controller.log();
+    for value in &values {
+        assert!(
+            !log.contains(value.as_str()),
+            "a secret is in the controller's log"
+        );
+        assert!(
+            !status.contains(value.as_str()),
+            "a secret is in the status"
+        );
+        assert!(
+            notes.iter().all(|note| !note.contains(value.as_str())),
+            "a secret is in an Event"
+        );
+    }
     Ok(())
 }

@@ -5,13 +5,14 @@
 mod apply;
 mod certificates;
 mod status;
+mod vault_step;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
@@ -19,6 +20,7 @@ use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -28,8 +30,9 @@ use vault_api::status::{ConditionUpdate, READY, VaultStatus};
 pub use apply::{ApplyError, apply_all, apply_namespaced};
 pub use certificates::{CertificateError, TLS_DIGEST_ANNOTATION, Trust, ensure_certificates};
 pub use status::{StatusError, write_status};
+pub use vault_step::VaultObservation;
 
-use crate::build::{self, BuildError, BuildOptions, Desired};
+use crate::build::{self, BuildError, BuildOptions};
 use crate::metrics::Metrics;
 
 /// Finalizer of a `Vault` that owns cluster-scoped objects or copies of its CA in other
@@ -46,6 +49,10 @@ pub struct ControllerOptions {
     pub build: BuildOptions,
     /// The safety-net requeue of every `Vault`, in case a watch event was missed.
     pub requeue: Duration,
+    /// Initialise, unseal and join the Vault pods, dialling each at its own address. Off
+    /// for a controller that cannot reach pod addresses (one outside the cluster's
+    /// network): it then manages the Kubernetes objects only.
+    pub operate_vault: bool,
 }
 
 impl Default for ControllerOptions {
@@ -54,6 +61,7 @@ impl Default for ControllerOptions {
             namespaces: Vec::new(),
             build: BuildOptions::default(),
             requeue: Duration::from_secs(300),
+            operate_vault: true,
         }
     }
 }
@@ -96,6 +104,14 @@ pub enum ReconcileError {
     /// The TLS step failed.
     #[error(transparent)]
     Certificates(#[from] CertificateError),
+    /// Listing or resetting the Vault pods failed.
+    #[error("operating the pods of Vault {name}: {source}")]
+    Pods {
+        /// The `Vault`.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
     /// Adding or removing the finalizer failed.
     #[error("{operation} the finalizer of Vault {name}: {source}")]
     Finalizer {
@@ -116,6 +132,7 @@ impl ReconcileError {
             ReconcileError::Apply(_) => "apply",
             ReconcileError::Status(_) => "status",
             ReconcileError::Certificates(_) => "certificates",
+            ReconcileError::Pods { .. } => "pods",
             ReconcileError::Finalizer { .. } => "finalizer",
         }
     }
@@ -192,31 +209,25 @@ async fn reconcile_inner(
     apply_all(ctx, &defaulted, &desired).await?;
     debug!("applied every object");
 
-    operate_vault(ctx, &defaulted, &desired, &trust).await?;
+    let observed = vault_step::operate(ctx, &defaulted, &desired, &trust)
+        .await
+        .map_err(|source| ReconcileError::Pods {
+            name: vault.name_any(),
+            source,
+        })?;
 
-    status::write_workload_status(ctx, vault, &desired).await?;
-    Ok(Action::requeue(ctx.options.requeue))
+    status::write_workload_status(ctx, vault, &desired, &observed).await?;
+    if observed.settled(defaulted.spec.config.is_raft()) {
+        Ok(Action::requeue(ctx.options.requeue))
+    } else {
+        Ok(Action::requeue(vault_step::NOT_CONVERGED_REQUEUE))
+    }
 }
 
 fn set(status: &mut VaultStatus, update: ConditionUpdate<'_>) {
     let now =
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     status.set_condition(update, now);
-}
-
-/// THE PLACE FOR THE VAULT STEP: initialise, unseal, join Raft peers and configure, once
-/// the objects are applied. It runs on every reconcile of a valid resource, after apply
-/// and before the status is written, and may set the Initialized, Unsealed and Configured
-/// conditions through [`write_status`].
-// TODO(issue: initialise and unseal): call `crate::unseal` here with the pods of
-// `desired.stateful_set`; until then Vault pods stay sealed and not Ready.
-pub async fn operate_vault(
-    _ctx: &Context,
-    _vault: &Vault,
-    _desired: &Desired,
-    _trust: &Trust,
-) -> Result<(), ReconcileError> {
-    Ok(())
 }
 
 async fn report_undeserialisable(
@@ -415,4 +426,12 @@ fn controller(client: Client, namespace: Option<&str>) -> Controller<Deserialize
             child_watch(),
         )
         .owns(api::<Ingress>(&client, namespace), child_watch())
+        // Pods belong to the StatefulSet, not the Vault: map them back by their label, so a
+        // restarted (sealed) pod is unsealed within seconds.
+        .watches(api::<Pod>(&client, namespace), child_watch(), vault_of_pod)
+}
+
+fn vault_of_pod(pod: Pod) -> Option<ObjectRef<DeserializeGuard<Vault>>> {
+    let name = pod.labels().get(vault_api::defaults::CR_LABEL)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
 }

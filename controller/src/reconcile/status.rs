@@ -9,6 +9,7 @@ use vault_api::Vault;
 use vault_api::status::{ConditionUpdate, READY, VaultStatus};
 
 use super::Context;
+use super::VaultObservation;
 use crate::build::Desired;
 
 /// Why the status could not be written.
@@ -61,11 +62,13 @@ pub async fn write_status(
     })
 }
 
-/// Writes what the workload shows: pod names, Ready pods, and the Ready condition.
+/// Writes what the workload and the Vault step show: pod names, Ready pods, the Ready
+/// condition, and what the pods said about their seal and Raft role.
 pub(super) async fn write_workload_status(
     ctx: &Context,
     vault: &Vault,
     desired: &Desired,
+    vault_step: &VaultObservation,
 ) -> Result<(), StatusError> {
     let namespace = vault.namespace().unwrap_or_default();
     let name = vault.name_any();
@@ -100,6 +103,7 @@ pub(super) async fn write_workload_status(
         status.ready_pods = Some(ready);
         status.observed_generation = vault.metadata.generation;
         status.set_condition(update, Time(k8s_openapi::jiff::Timestamp::now()));
+        vault_step.apply_to(status, vault);
     })
     .await
 }

@@ -823,8 +823,14 @@ async fn read_roles(cluster: &Cluster, token: Option<&Secret>, report: &mut Repo
                         });
                     }
                 }
-                if let Some(leader) = config.leader() {
-                    report.leader = Some(leader.to_string());
+                // The leader by pod name; node IDs may be random.
+                let leader = report.pods.iter().find(|status| {
+                    config
+                        .server(&status.name)
+                        .is_some_and(|server| server.leader)
+                });
+                if let Some(leader) = leader {
+                    report.leader = Some(leader.name.clone());
                 }
                 report.raft = Some(config);
                 return;

@@ -32,6 +32,9 @@ use crate::Secret;
 /// How long one request may take when the caller does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `sys/init` may take.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Where one Vault pod is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodEndpoint {
@@ -326,8 +329,18 @@ impl VaultPodClient {
                 recovery_threshold: None,
             }
         };
-        self.call("initialising", Method::POST, "sys/init", None, Some(&body))
-            .await
+        // Initialising Raft storage elects a leader first, which can take far longer than
+        // the client's limit; an answer given up on loses the keys it carried.
+        let timeout = Some(INIT_TIMEOUT.max(self.timeout));
+        self.send(
+            "initialising",
+            Method::POST,
+            "sys/init",
+            None,
+            Some(&body),
+            timeout,
+        )
+        .await
     }
 
     /// `POST sys/unseal` with one key share; the answer says the progress.
@@ -480,6 +493,19 @@ impl VaultPodClient {
         token: Option<&Secret>,
         body: Option<&impl Serialize>,
     ) -> Result<T, VaultError> {
+        self.send(operation, method, path, token, body, None).await
+    }
+
+    /// [`Self::call`], with a time limit of its own instead of the client's.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&impl Serialize>,
+        timeout: Option<Duration>,
+    ) -> Result<T, VaultError> {
         let url = self
             .base
             .join(&format!("v1/{path}"))
@@ -501,6 +527,9 @@ impl VaultPodClient {
         // server that has since restarted (pods restart, that is what we are here for).
         let retry_get = method == Method::GET;
         let mut request = self.http.request(method, url).headers(headers);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(body) = body {
             // TODO(wiping request bodies): reqwest owns the body bytes and does not wipe them.
             let bytes =

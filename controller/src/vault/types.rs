@@ -155,6 +155,17 @@ pub struct RaftServer {
     pub voter: bool,
 }
 
+impl RaftServer {
+    /// The first label of the host in the cluster address.
+    fn host_label(&self) -> &str {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host);
+        host.split('.').next().unwrap_or(host)
+    }
+}
+
 impl RaftConfiguration {
     /// The node ID of the leader, if one is elected.
     pub fn leader(&self) -> Option<&str> {
@@ -164,9 +175,16 @@ impl RaftConfiguration {
             .map(|server| server.node_id.as_str())
     }
 
-    /// The peer with this node ID.
-    pub fn server(&self, node_id: &str) -> Option<&RaftServer> {
-        self.servers.iter().find(|server| server.node_id == node_id)
+    /// The peer that is pod `pod`: the one with that node ID, else the one whose cluster
+    /// address names the pod (`vault-0:8201`, `vault-0.ns.svc:8201`). Raft node IDs are
+    /// random unless the configuration sets them, and Bank-Vaults' samples do not.
+    pub fn server(&self, pod: &str) -> Option<&RaftServer> {
+        let by_id = self.servers.iter().find(|server| server.node_id == pod);
+        by_id.or_else(|| {
+            self.servers
+                .iter()
+                .find(|server| server.host_label() == pod)
+        })
     }
 }
 
@@ -262,5 +280,19 @@ mod tests {
                 .is_some_and(|s| s.voter && !s.leader)
         );
         assert!(config.server("vault-2").is_none());
+    }
+
+    #[test]
+    fn a_peer_with_a_random_node_id_is_found_by_its_cluster_address() {
+        let config: RaftConfiguration = serde_json::from_value(json!({"index": 0, "servers": [
+            {"node_id": "6f0c4f36-8a52", "address": "vault-0:8201", "leader": true},
+            {"node_id": "0d2b7c1e-91aa", "address": "vault-1.ns.svc:8201", "voter": true},
+            {"node_id": "e4f1a2b3-0000", "address": "10.0.0.3:8201"},
+        ]}))
+        .unwrap_or_default();
+        assert!(config.server("vault-0").is_some_and(|s| s.leader));
+        assert!(config.server("vault-1").is_some_and(|s| s.voter));
+        assert!(config.server("vault-2").is_none());
+        assert!(config.server("vault").is_none(), "a prefix is not a match");
     }
 }

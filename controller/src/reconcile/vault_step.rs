@@ -1,0 +1,471 @@
+//! The Vault step: initialise Vault, keep its keys, unseal every pod and join Raft peers,
+//! talking to each running pod at its own address, then report what the pods say.
+//!
+//! The step needs to reach pod addresses, which a controller inside the cluster can and one
+//! on a laptop or a CI host usually cannot (a pod address there would be sent to the default
+//! route). [`ControllerOptions::operate_vault`](super::ControllerOptions) switches it off.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+use vault_api::Vault;
+use vault_api::defaults::{APP_LABEL, CR_LABEL};
+use vault_api::status::{ConditionUpdate, INITIALIZED, UNSEALED, VaultStatus};
+use vault_api::unseal::KeyStoreKind;
+
+use super::{Context, Trust};
+use crate::build::{Desired, VAULT_CONTAINER};
+use crate::keystore::{KeyStore, SecretKeyStore, SecretLocation};
+use crate::unseal::{self, Cluster, Report, UnsealError, UnsealOptions};
+use crate::vault::{PodEndpoint, VaultPodClient};
+
+/// How long one call to a pod may take (initialisation has a longer limit of its own).
+/// Short: a silent pod must not hold up the pass for long.
+const POD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How soon a cluster that is not unsealed yet is looked at again, besides pod events.
+pub const NOT_CONVERGED_REQUEUE: Duration = Duration::from_secs(5);
+
+/// What the Vault step saw, for the status.
+#[derive(Debug, Default)]
+pub enum VaultObservation {
+    /// The step is switched off: only the Kubernetes objects are managed.
+    #[default]
+    Skipped,
+    /// No pod runs yet, or not the one that initialises Vault.
+    NoPods,
+    /// The step could not act; the reason is a condition reason, the message says what to
+    /// do. Neither holds a key.
+    Blocked {
+        /// The condition reason, such as `KeyStoreUnsupported`.
+        reason: &'static str,
+        /// What is wrong and what fixes it.
+        message: String,
+    },
+    /// One pass ran.
+    Observed(Report),
+}
+
+impl VaultObservation {
+    /// Whether the cluster needs no more work now: every pod unsealed, a leader elected.
+    pub fn settled(&self, raft: bool) -> bool {
+        match self {
+            Self::Skipped | Self::Blocked { .. } => true,
+            Self::NoPods => false,
+            Self::Observed(report) => report.converged(raft),
+        }
+    }
+
+    /// Writes the Initialized and Unsealed conditions, the pods and the leader into
+    /// `status`.
+    pub fn apply_to(&self, status: &mut VaultStatus, vault: &Vault) {
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let generation = vault.metadata.generation;
+        let mut set = |type_, ok, reason, message: &str| {
+            let update = ConditionUpdate {
+                type_,
+                status: ok,
+                reason,
+                message,
+                generation,
+            };
+            status.set_condition(update, now.clone());
+        };
+        match self {
+            Self::Skipped => {}
+            Self::NoPods => set(
+                UNSEALED,
+                false,
+                "NoPods",
+                "waiting for the Vault pods to run",
+            ),
+            Self::Blocked { reason, message } => {
+                set(INITIALIZED, false, reason, message);
+                set(UNSEALED, false, reason, message);
+            }
+            Self::Observed(report) => {
+                if !report.reset_required.is_empty() {
+                    let message = format!(
+                        "an interrupted initialisation left {} without keys; resetting \
+                         their storage",
+                        report.reset_required.join(", ")
+                    );
+                    set(INITIALIZED, false, "ResettingStorage", &message);
+                } else if report.initialized {
+                    set(INITIALIZED, true, "Initialized", "Vault is initialised");
+                }
+                let total = report.pods.len();
+                let sealed = report.sealed();
+                let message = format!("{} of {total} pods unsealed", total - sealed);
+                let reason = if sealed == 0 { "Unsealed" } else { "Sealed" };
+                set(UNSEALED, sealed == 0 && total > 0, reason, &message);
+
+                status.pods = report.pods.clone();
+                status.sealed_pods = i32::try_from(sealed).ok();
+                status.leader = report.leader.clone().unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Runs one pass of the Vault step over the pods of `vault` (defaulted and valid).
+pub async fn operate(
+    ctx: &Context,
+    vault: &Vault,
+    desired: &Desired,
+    trust: &Trust,
+) -> Result<VaultObservation, kube::Error> {
+    if !ctx.options.operate_vault {
+        return Ok(VaultObservation::Skipped);
+    }
+    let name = vault.name_any();
+    let namespace = vault.namespace().unwrap_or_default();
+
+    let store = match key_store(ctx, vault) {
+        Ok(store) => store,
+        Err(message) => {
+            return Ok(VaultObservation::Blocked {
+                reason: "KeyStoreUnsupported",
+                message,
+            });
+        }
+    };
+
+    let pods = running_pods(ctx, &namespace, &name).await?;
+    if pods.is_empty() {
+        return Ok(VaultObservation::NoPods);
+    }
+    // Only pod 0 is ever initialised (two pods initialised apart would hold different
+    // keys), so until Vault is known to be initialised the pass waits for it to run.
+    let first = format!("{name}-0");
+    let initialised = vault
+        .status
+        .as_ref()
+        .is_some_and(|status| status.is_true(INITIALIZED));
+    if !initialised && pods.first().is_none_or(|(pod, _)| *pod != first) {
+        return Ok(VaultObservation::NoPods);
+    }
+    let port = u16::try_from(vault.spec.api_port()).unwrap_or(8200);
+    let mut clients = Vec::with_capacity(pods.len());
+    for (pod, ip) in &pods {
+        let endpoint = PodEndpoint {
+            pod: pod.clone(),
+            address: SocketAddr::new(*ip, port),
+            // The per-pod Service shares the pod's name; the certificate names it.
+            server_name: format!("{pod}.{namespace}.svc"),
+        };
+        match VaultPodClient::with_trust(endpoint, trust, POD_TIMEOUT) {
+            Ok(client) => clients.push(client),
+            Err(error) => {
+                return Ok(VaultObservation::Blocked {
+                    reason: "TlsUnusable",
+                    message: error.to_string(),
+                });
+            }
+        }
+    }
+    let cluster = Cluster {
+        name: name.clone(),
+        pods: clients,
+        raft: vault.spec.config.is_raft(),
+        ca_pem: match trust {
+            Trust::Ca(pem) => pem.clone(),
+            Trust::Plain | Trust::SystemRoots => String::new(),
+        },
+        token: None,
+    };
+    let options = UnsealOptions::for_vault(vault);
+
+    match unseal::reconcile(&cluster, store.as_ref(), &options).await {
+        Ok(report) => {
+            publish_actions(ctx, vault, &report).await;
+            if !report.reset_required.is_empty() {
+                reset_storage(ctx, vault, desired, &report.reset_required).await?;
+            }
+            Ok(VaultObservation::Observed(report))
+        }
+        Err(error) => {
+            let (reason, transient) = classify(&error);
+            // The message names pods, stores and steps; UnsealError never holds a key.
+            let message = error.to_string();
+            if transient {
+                info!(%message, "Vault step not finished; trying again");
+            } else {
+                warn!(%message, "Vault step blocked");
+                ctx.publish(vault, EventType::Warning, reason, message.clone())
+                    .await;
+            }
+            Ok(VaultObservation::Blocked { reason, message })
+        }
+    }
+}
+
+/// The key store `unsealConfig` names, or what to do when this controller has none of
+/// that kind.
+fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
+    let kind = vault
+        .spec
+        .unseal_config
+        .as_ref()
+        .map_or(Some(KeyStoreKind::Kubernetes), |unseal| unseal.key_store());
+    match kind {
+        Some(KeyStoreKind::Kubernetes) => {
+            let location = SecretLocation::for_vault(vault)
+                .ok_or("the resource has no name or namespace".to_string())?;
+            Ok(Box::new(SecretKeyStore::new(ctx.client.clone(), location)))
+        }
+        // TODO(cloud key stores): AWS, Google, Azure, Alibaba, OCI, Vault and HSM stores.
+        Some(other) => Err(format!(
+            "unsealConfig.{other}: this controller does not support that key store yet; \
+             use unsealConfig.kubernetes"
+        )),
+        None => Err("unsealConfig: name exactly one key store".to_string()),
+    }
+}
+
+/// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
+async fn running_pods(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<(String, IpAddr)>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{APP_LABEL}=vault,{CR_LABEL}={name}");
+    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    let mut pods: Vec<(u32, String, IpAddr)> = listed
+        .items
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| vault_container_running(pod))
+        .filter_map(|pod| {
+            let pod_name = pod.name_any();
+            let ordinal = pod_name.rsplit('-').next()?.parse().ok()?;
+            let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            Some((ordinal, pod_name, ip))
+        })
+        .collect();
+    pods.sort_by_key(|(ordinal, _, _)| *ordinal);
+    Ok(pods.into_iter().map(|(_, name, ip)| (name, ip)).collect())
+}
+
+fn vault_container_running(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|container| {
+            container.name == VAULT_CONTAINER
+                && container
+                    .state
+                    .as_ref()
+                    .is_some_and(|state| state.running.is_some())
+        })
+}
+
+/// A condition reason for `error`, and whether it is the kind that passes by itself (a pod
+/// still starting) rather than one a person must act on.
+fn classify(error: &UnsealError) -> (&'static str, bool) {
+    match error {
+        UnsealError::Vault(_)
+        | UnsealError::NoPodAnswered { .. }
+        | UnsealError::FirstPodSilent { .. }
+        | UnsealError::Timeout { .. } => ("WaitingForVault", true),
+        UnsealError::InitializedElsewhere { .. } => ("InitializedElsewhere", false),
+        UnsealError::KeysExist { .. } => ("KeysExist", false),
+        UnsealError::KeysMissing { .. } | UnsealError::NotEnoughKeys { .. } => {
+            ("KeysMissing", false)
+        }
+        UnsealError::PreFlight { .. } => ("KeyStorePreFlightFailed", false),
+        UnsealError::Store { .. } | UnsealError::KeyShare { .. } => ("KeyStoreFailed", false),
+        UnsealError::BadMarker { .. } => ("BadInitMarker", false),
+        UnsealError::ShortInit { .. } => ("InitFailed", false),
+    }
+}
+
+/// One Event per kind of thing this pass did, naming the pods.
+async fn publish_actions(ctx: &Context, vault: &Vault, report: &Report) {
+    for (verb, reason) in [
+        ("initialised", "Initialized"),
+        ("unsealed", "Unsealed"),
+        ("joined", "JoinedRaft"),
+    ] {
+        let done: Vec<&str> = report
+            .actions
+            .iter()
+            .filter_map(|action| action.strip_prefix(verb))
+            .map(str::trim)
+            .collect();
+        if !done.is_empty() {
+            let note = format!("{verb} {}", done.join(", "));
+            info!(%note, "Vault step");
+            ctx.publish(vault, EventType::Normal, reason, note).await;
+        }
+    }
+}
+
+/// Wipes the storage of pods that an interrupted initialisation left initialised without
+/// keys: they hold no data and can never be unsealed. Their claims are deleted first, then
+/// the pods, so the StatefulSet makes them again on fresh claims.
+async fn reset_storage(
+    ctx: &Context,
+    vault: &Vault,
+    desired: &Desired,
+    pods: &[String],
+) -> Result<(), kube::Error> {
+    let namespace = vault.namespace().unwrap_or_default();
+    let templates: Vec<String> = desired
+        .stateful_set
+        .spec
+        .volume_claim_templates
+        .as_ref()
+        .into_iter()
+        .flatten()
+        .filter_map(|template| template.metadata.name.clone())
+        .collect();
+    if templates.is_empty() {
+        let note = format!(
+            "an initialisation was interrupted before its keys were stored, and {} keep \
+             their storage outside a claim of the StatefulSet: empty it by hand, then \
+             delete those pods",
+            pods.join(", ")
+        );
+        warn!(%note);
+        ctx.publish(vault, EventType::Warning, "ResetNeeded", note)
+            .await;
+        return Ok(());
+    }
+    let note = format!(
+        "an initialisation was interrupted before its keys were stored; resetting the \
+         storage of {} (no data can be on it) and initialising again",
+        pods.join(", ")
+    );
+    warn!(%note);
+    ctx.publish(vault, EventType::Warning, "ResettingStorage", note)
+        .await;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    for pod in pods {
+        for template in &templates {
+            ignore_missing(claims.delete(&format!("{template}-{pod}"), &DeleteParams::default()))
+                .await?;
+        }
+        ignore_missing(pod_api.delete(pod, &DeleteParams::default())).await?;
+    }
+    Ok(())
+}
+
+async fn ignore_missing<T>(
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<(), kube::Error> {
+    match call.await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_api::status::{RaftRole, VaultPodStatus};
+
+    use super::*;
+
+    fn pod(name: &str, sealed: bool) -> VaultPodStatus {
+        VaultPodStatus {
+            name: name.to_string(),
+            initialized: Some(true),
+            sealed: Some(sealed),
+            raft_role: (!sealed).then_some(RaftRole::Follower),
+            ..VaultPodStatus::default()
+        }
+    }
+
+    fn vault() -> Vault {
+        let mut vault = Vault::new("vault", Default::default());
+        vault.metadata.generation = Some(4);
+        vault
+    }
+
+    #[test]
+    fn a_pass_writes_conditions_pods_and_leader() {
+        let report = Report {
+            initialized: true,
+            pods: vec![
+                pod("vault-0", false),
+                pod("vault-1", true),
+                pod("vault-2", false),
+            ],
+            leader: Some("vault-0".to_string()),
+            ..Report::default()
+        };
+        let mut status = VaultStatus::default();
+        VaultObservation::Observed(report).apply_to(&mut status, &vault());
+
+        assert!(status.is_true(INITIALIZED));
+        assert!(!status.is_true(UNSEALED));
+        let unsealed = status.condition(UNSEALED).cloned().unwrap_or_default();
+        assert_eq!(unsealed.message.as_deref(), Some("2 of 3 pods unsealed"));
+        assert_eq!(unsealed.reason.as_deref(), Some("Sealed"));
+        assert_eq!(unsealed.observed_generation, Some(4));
+        assert_eq!(status.sealed_pods, Some(1));
+        assert_eq!(status.leader, "vault-0");
+        assert_eq!(status.pods.len(), 3);
+    }
+
+    #[test]
+    fn every_pod_unsealed_with_a_leader_is_settled() {
+        let report = Report {
+            initialized: true,
+            pods: vec![pod("vault-0", false)],
+            leader: Some("vault-0".to_string()),
+            ..Report::default()
+        };
+        let observed = VaultObservation::Observed(report);
+        assert!(observed.settled(false));
+        assert!(!observed.settled(true), "no Raft configuration read yet");
+        let mut status = VaultStatus::default();
+        observed.apply_to(&mut status, &vault());
+        assert!(status.is_true(UNSEALED));
+        assert_eq!(status.sealed_pods, Some(0));
+        assert!(!VaultObservation::NoPods.settled(false));
+    }
+
+    #[test]
+    fn a_blocked_step_says_why_on_both_conditions_and_waits_for_a_change() {
+        let blocked = VaultObservation::Blocked {
+            reason: "KeyStoreUnsupported",
+            message: "unsealConfig.aws: not supported".to_string(),
+        };
+        let mut status = VaultStatus::default();
+        blocked.apply_to(&mut status, &vault());
+        for type_ in [INITIALIZED, UNSEALED] {
+            let condition = status.condition(type_).cloned().unwrap_or_default();
+            assert_eq!(condition.status, "False");
+            assert_eq!(condition.reason.as_deref(), Some("KeyStoreUnsupported"));
+        }
+        assert!(blocked.settled(false));
+    }
+
+    #[test]
+    fn pods_still_starting_are_transient_and_a_foreign_init_is_not() {
+        let silent = UnsealError::FirstPodSilent {
+            vault: "vault".into(),
+            pod: "vault-0".into(),
+        };
+        assert_eq!(classify(&silent), ("WaitingForVault", true));
+        let foreign = UnsealError::InitializedElsewhere {
+            vault: "vault".into(),
+            store: "Secret ns/vault-unseal-keys".into(),
+        };
+        assert_eq!(classify(&foreign), ("InitializedElsewhere", false));
+    }
+}
