@@ -3,7 +3,7 @@
 //! status as the kubelet does, and on deletion stops the processes and removes the pod.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -417,8 +417,20 @@ impl PodWorker {
             expand(container.command.as_ref()),
             expand(container.args.as_ref()),
         );
-        let argv = images::argv(run, &command, &args, &self.agent.bao)
+        let mut argv = images::argv(run, &command, &args, &self.agent.bao)
             .map_err(|message| ("RunContainerError".to_string(), message))?;
+        // A program of this workspace lives under the builder's home, which a container's
+        // non-root user (the operator's pods run as 65532) cannot enter: the container
+        // sees it at a path anyone reaches.
+        let mut program_mount = None;
+        if let Run::Program(program) = run {
+            let name = Path::new(program)
+                .file_name()
+                .map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned());
+            let target = format!("/localcluster/bin/{name}");
+            program_mount = Some(bind(PathBuf::from(program), &target, true));
+            argv[0] = target;
+        }
 
         let scratch = self.dir.join(format!("{}.root", container.name));
         let mut mounts = vec![
@@ -430,6 +442,7 @@ impl PodWorker {
                 read_only: false,
             },
         ];
+        mounts.extend(program_mount);
         mounts.extend(self.volume_mounts(container));
         let security = container.security_context.as_ref();
         let pod_security = self
@@ -812,7 +825,9 @@ impl PodWorker {
             "hostIP": GATEWAY,
             "hostIPs": [{"ip": GATEWAY}],
             "podIP": self.network.ip.to_string(),
-            "podIPs": [{"ip": self.network.ip.to_string()}],
+            // Replaced, not merged: a pod that outlived an agent restart has a new address,
+            // and two addresses of one family are refused.
+            "podIPs": [{"ip": self.network.ip.to_string()}, {"$patch": "replace"}],
             "startTime": self.started,
             "conditions": [
                 condition("PodReadyToStartContainers", true),
