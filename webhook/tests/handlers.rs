@@ -1,8 +1,6 @@
 //! The admission handlers on AdmissionReview fixtures: each default written by /mutate,
 //! each refusal of /validate, update rules, deletions, and malformed bodies.
 
-use std::path::PathBuf;
-
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -525,30 +523,10 @@ fn bad_review_reasons_name_what_to_send() {
     );
 }
 
-/// The shared Bank-Vaults samples: `../../shared/samples/bank-vaults` beside the checkout,
-/// or the folder `VAULT_SAMPLES_DIR` names.
-fn samples_dir() -> PathBuf {
-    match std::env::var_os("VAULT_SAMPLES_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/bank-vaults"),
-    }
-}
-
 #[test]
 fn samples_through_mutate_then_validate_have_the_expected_outcome() {
-    // The same table as the api crate's: None when valid, or the field refused.
-    let expected: &[(&str, Option<&str>)] = &[
-        ("cr.yaml", None),
-        ("cr-aws.yaml", None),
-        ("cr-azure.yaml", None),
-        ("cr-gcpkms.yaml", None),
-        ("cr-kvv2.yaml", None),
-        ("cr-podAntiAffinity.yaml", Some("spec.size")),
-        ("cr-raft.yaml", None),
-        ("cr-vault-kv-unseal.yaml", None),
-    ];
-    for (file, refused) in expected {
-        let path = samples_dir().join(file);
+    for (file, refused) in e2e::SAMPLE_OUTCOMES {
+        let path = e2e::samples_dir().join(file);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let documents: Vec<Option<Value>> =

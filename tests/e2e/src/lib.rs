@@ -30,6 +30,19 @@ pub fn samples_dir() -> PathBuf {
     }
 }
 
+/// What each shared sample must give, as the API crate's rules have it: stored (`None`),
+/// or refused at the field path (three pods on `file` storage, which cannot be HA).
+pub const SAMPLE_OUTCOMES: &[(&str, Option<&str>)] = &[
+    ("cr.yaml", None),
+    ("cr-aws.yaml", None),
+    ("cr-azure.yaml", None),
+    ("cr-gcpkms.yaml", None),
+    ("cr-kvv2.yaml", None),
+    ("cr-podAntiAffinity.yaml", Some("spec.size")),
+    ("cr-raft.yaml", None),
+    ("cr-vault-kv-unseal.yaml", None),
+];
+
 /// The `Vault` of a shared sample, unchanged.
 pub fn sample(file: &str) -> Result<Vault, SampleError> {
     let path = samples_dir().join(file);
@@ -55,7 +68,7 @@ pub fn sample_in(file: &str, namespace: &str) -> Result<Vault, SampleError> {
 }
 
 /// Rewrites the namespace-pinned fields of a `Vault` object from `default` to `namespace`.
-fn move_to_namespace(object: &mut Value, namespace: &str) {
+pub fn move_to_namespace(object: &mut Value, namespace: &str) {
     object["metadata"]["namespace"] = namespace.into();
     let spec = &mut object["spec"];
 
