@@ -52,12 +52,17 @@ pub enum VaultObservation {
 }
 
 impl VaultObservation {
-    /// Whether the cluster needs no more work now: every pod unsealed, a leader elected.
+    /// Whether the cluster needs no more work now: every pod unsealed, a leader elected,
+    /// every Raft peer a voter.
     pub fn settled(&self, raft: bool) -> bool {
         match self {
             Self::Skipped | Self::Blocked { .. } => true,
             Self::NoPods => false,
-            Self::Observed(report) => report.converged(raft),
+            // A new peer votes only once autopilot promotes it, seconds later: look again
+            // soon, so the status does not show it as a non-voter until the next resync.
+            Self::Observed(report) => {
+                report.converged(raft) && report.pods.iter().all(|pod| pod.voter != Some(false))
+            }
         }
     }
 
@@ -437,6 +442,19 @@ mod tests {
         assert!(status.is_true(UNSEALED));
         assert_eq!(status.sealed_pods, Some(0));
         assert!(!VaultObservation::NoPods.settled(false));
+
+        let mut waiting = pod("vault-0", false);
+        waiting.voter = Some(false);
+        let report = Report {
+            initialized: true,
+            pods: vec![waiting],
+            leader: Some("vault-0".to_string()),
+            ..Report::default()
+        };
+        assert!(
+            !VaultObservation::Observed(report).settled(false),
+            "not a voter yet"
+        );
     }
 
     #[test]
