@@ -7,10 +7,18 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/vault-operator/target
 CARGO ?= cargo
 
-.PHONY: test lint unit tools crd k8s
+.PHONY: test lint unit tools crd k8s demo down
 
 ## test: every check and test the project has
 test: lint unit
+
+## demo: the main job; a local cluster with the operator and a three-node Raft Vault
+demo:
+	scripts/demo.sh
+
+## down: stop the demo's cluster
+down:
+	scripts/demo.sh down
 
 ## lint: formatting and clippy, warnings as errors
 lint:
