@@ -449,15 +449,53 @@ fn seal_status_as(
     host: &str,
     ip: &str,
 ) -> Result<serde_json::Value, String> {
+    vault_get(cluster, ca_file, host, ip, "sys/seal-status", None)
+}
+
+/// `GET /v1/<path>` of a pod from inside the cluster's network namespace, as a client that
+/// trusts only `ca_file`, dials `host` at `ip` and sends `token`; the body, or why it
+/// failed.
+fn vault_get(
+    cluster: &localcluster::LocalCluster,
+    ca_file: &std::path::Path,
+    host: &str,
+    ip: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<serde_json::Value, String> {
     let netns = cluster.layout().netns();
-    let output = std::process::Command::new("ip")
-        .args(["netns", "exec", &netns, "curl", "-sS", "--max-time", "5"])
+    let mut command = std::process::Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            &netns,
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "5",
+        ])
         .arg("--cacert")
         .arg(ca_file)
-        .args(["--resolve", &format!("{host}:8200:{ip}")])
-        .arg(format!("https://{host}:8200/v1/sys/seal-status"))
-        .output()
+        .args(["--resolve", &format!("{host}:8200:{ip}")]);
+    if token.is_some() {
+        // From stdin, so the token is in no process's arguments.
+        command.args(["-H", "@-"]);
+        command.stdin(std::process::Stdio::piped());
+    }
+    command
+        .arg(format!("https://{host}:8200/v1/{path}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command
+        .spawn()
         .map_err(|e| format!("running curl in {netns}: {e}"))?;
+    if let (Some(token), Some(mut stdin)) = (token, child.stdin.take()) {
+        use std::io::Write;
+        writeln!(stdin, "X-Vault-Token: {token}").map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
     }
@@ -621,7 +659,7 @@ async fn generated_certificates_are_served_renewed_and_their_ca_copied() -> Resu
     })
     .await?;
     // That the rolled pods serve it, unsealed, is shown where the controller unseals them
-    // (raft_sample_is_initialised_unsealed_and_a_restarted_pod_unsealed_again).
+    // (raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scaling).
 
     // The finalizer removes the copy, which no owner reference could.
     vaults.delete("vault", &DeleteParams::background()).await?;
@@ -699,7 +737,7 @@ fn unsealed_with_leader(vault: &Vault, size: usize) -> bool {
 }
 
 #[tokio::test]
-async fn raft_sample_is_initialised_unsealed_and_a_restarted_pod_unsealed_again()
+async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scaling()
 -> Result<(), BoxError> {
     let (cluster, client, ns) = set_up("unseal").await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
@@ -830,6 +868,64 @@ async fn raft_sample_is_initialised_unsealed_and_a_restarted_pod_unsealed_again(
     println!(
         "a renewed certificate was served by every pod, all unsealed, in {:?}",
         rolled.elapsed()
+    );
+
+    // Scaling up, new peers join and are unsealed; scaling back down, the departed peers
+    // leave the Raft configuration, so they no longer count towards the quorum.
+    let ca_file = controller._folder.path().join("ca.crt");
+    std::fs::write(
+        &ca_file,
+        secret_text(&secrets.get("vault-tls").await?, "ca.crt").unwrap_or_default(),
+    )?;
+    let root = values.last().cloned().unwrap_or_default();
+    let peers = || async {
+        let pod = pods.get("vault-0").await?;
+        let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
+        let host = format!("vault-0.{ns}.svc");
+        let answer = vault_get(
+            &cluster,
+            &ca_file,
+            &host,
+            &ip,
+            "sys/storage/raft/configuration",
+            Some(&root),
+        )?;
+        let servers = answer["data"]["config"]["servers"].as_array().cloned();
+        Ok::<_, BoxError>(servers.unwrap_or_default().len())
+    };
+    let scaled = Instant::now();
+    let bigger = json!({"spec": {"size": 5}});
+    vaults
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&bigger))
+        .await?;
+    wait_for(
+        "five pods unsealed and Raft peers",
+        Duration::from_secs(240),
+        || async {
+            Ok(unsealed_with_leader(&vaults.get_status("vault").await?, 5) && peers().await? == 5)
+        },
+    )
+    .await?;
+    println!(
+        "scaled 3 to 5, all unsealed peers, in {:?}",
+        scaled.elapsed()
+    );
+    let scaled = Instant::now();
+    let smaller = json!({"spec": {"size": 3}});
+    vaults
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&smaller))
+        .await?;
+    wait_for(
+        "three pods and three Raft peers",
+        Duration::from_secs(180),
+        || async {
+            Ok(unsealed_with_leader(&vaults.get_status("vault").await?, 3) && peers().await? == 3)
+        },
+    )
+    .await?;
+    println!(
+        "scaled 5 to 3, departed peers removed, in {:?}",
+        scaled.elapsed()
     );
 
     // No key or token in the controller's log, the Events or the status.

@@ -20,7 +20,7 @@ use vault_api::unseal::KeyStoreKind;
 
 use super::{Context, Trust};
 use crate::build::{Desired, VAULT_CONTAINER};
-use crate::keystore::{KeyStore, SecretKeyStore, SecretLocation};
+use crate::keystore::{KeyStore, ROOT_TOKEN, SecretKeyStore, SecretLocation};
 use crate::unseal::{self, Cluster, Report, UnsealError, UnsealOptions};
 use crate::vault::{PodEndpoint, VaultPodClient};
 
@@ -191,6 +191,9 @@ pub async fn operate(
     match unseal::reconcile(&cluster, store.as_ref(), &options).await {
         Ok(report) => {
             publish_actions(ctx, vault, &report).await;
+            if cluster.raft {
+                remove_departed_peers(ctx, vault, &cluster, store.as_ref(), &report).await;
+            }
             if !report.reset_required.is_empty() {
                 reset_storage(ctx, vault, desired, &report.reset_required).await?;
             }
@@ -292,6 +295,60 @@ fn classify(error: &UnsealError) -> (&'static str, bool) {
         UnsealError::Store { .. } | UnsealError::KeyShare { .. } => ("KeyStoreFailed", false),
         UnsealError::BadMarker { .. } => ("BadInitMarker", false),
         UnsealError::ShortInit { .. } => ("InitFailed", false),
+    }
+}
+
+/// Takes out of Raft the peers whose pods a scale-down removed: a departed voter still
+/// counts towards the quorum, so two of them in a five-peer cluster scaled to three would
+/// leave it one failure from losing its leader.
+async fn remove_departed_peers(
+    ctx: &Context,
+    vault: &Vault,
+    cluster: &Cluster,
+    store: &dyn KeyStore,
+    report: &Report,
+) {
+    let (Some(config), Some(leader)) = (&report.raft, &report.leader) else {
+        return;
+    };
+    let size = u32::try_from(vault.spec.size.unwrap_or(vault_api::defaults::SIZE)).unwrap_or(1);
+    let departed: Vec<(&str, u32)> = config
+        .servers
+        .iter()
+        .filter_map(|server| {
+            let ordinal = server.ordinal_in(&cluster.name)?;
+            (ordinal >= size).then_some((server.node_id.as_str(), ordinal))
+        })
+        .collect();
+    if departed.is_empty() {
+        return;
+    }
+    let Some(client) = cluster.pods.iter().find(|pod| pod.pod() == leader) else {
+        return;
+    };
+    // TODO(controller identity): with storeRootToken false there is no stored token, and
+    // departed peers stay until the controller logs in with its own role.
+    let token = match store.get(ROOT_TOKEN).await {
+        Ok(Some(token)) => token,
+        Ok(None) => return,
+        Err(error) => {
+            warn!(%error, "reading the token to remove departed Raft peers");
+            return;
+        }
+    };
+    for (node_id, ordinal) in departed {
+        match client.raft_remove_peer(&token, node_id).await {
+            Ok(()) => {
+                let note = format!(
+                    "removed Raft peer {node_id}: pod {}-{ordinal} is beyond size {size}",
+                    cluster.name
+                );
+                info!(%note);
+                ctx.publish(vault, EventType::Normal, "RemovedRaftPeer", note)
+                    .await;
+            }
+            Err(error) => warn!(%error, node_id, "removing a departed Raft peer"),
+        }
     }
 }
 

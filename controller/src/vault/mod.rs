@@ -432,6 +432,26 @@ impl VaultPodClient {
         Ok(data.data.config)
     }
 
+    /// `POST sys/storage/raft/remove-peer`: takes the peer `server_id` out of the Raft
+    /// cluster. Any unsealed peer forwards it to the leader.
+    pub async fn raft_remove_peer(
+        &self,
+        token: &Secret,
+        server_id: &str,
+    ) -> Result<(), VaultError> {
+        let body = serde_json::json!({ "server_id": server_id });
+        let _: serde_json::Value = self
+            .call(
+                "removing a Raft peer",
+                Method::POST,
+                "sys/storage/raft/remove-peer",
+                Some(token),
+                Some(&body),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `GET sys/storage/raft/autopilot/state`: autopilot's view of the peers.
     pub async fn autopilot_state(&self, token: &Secret) -> Result<AutopilotState, VaultError> {
         #[derive(serde::Deserialize)]

@@ -156,6 +156,15 @@ pub struct RaftServer {
 }
 
 impl RaftServer {
+    /// The ordinal of the pod of StatefulSet `set` this peer is, by node ID or cluster
+    /// address; `None` for a peer that is no such pod.
+    pub fn ordinal_in(&self, set: &str) -> Option<u32> {
+        let prefix = format!("{set}-");
+        [self.node_id.as_str(), self.host_label()]
+            .into_iter()
+            .find_map(|name| name.strip_prefix(&prefix)?.parse().ok())
+    }
+
     /// The first label of the host in the cluster address.
     fn host_label(&self) -> &str {
         let host = self
@@ -294,5 +303,12 @@ mod tests {
         assert!(config.server("vault-1").is_some_and(|s| s.voter));
         assert!(config.server("vault-2").is_none());
         assert!(config.server("vault").is_none(), "a prefix is not a match");
+        let ordinals: Vec<_> = config
+            .servers
+            .iter()
+            .map(|s| s.ordinal_in("vault"))
+            .collect();
+        assert_eq!(ordinals, [Some(0), Some(1), None]);
+        assert_eq!(config.servers[0].ordinal_in("vault-0"), None);
     }
 }
