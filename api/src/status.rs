@@ -17,6 +17,9 @@ pub const INITIALIZED: &str = "Initialized";
 pub const UNSEALED: &str = "Unsealed";
 /// Condition type: `externalConfig` is applied and Vault holds it.
 pub const CONFIGURED: &str = "Configured";
+/// Condition type: how the controller checks the certificate each Vault pod presents (its
+/// reason says against what), or `False` when the listener speaks plain HTTP.
+pub const TLS: &str = "TLS";
 
 /// The observed state of a Vault cluster.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -769,6 +769,12 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
     );
     let status = vaults.get_status("vault").await?.status.unwrap_or_default();
     assert!(status.is_true(vault_api::status::INITIALIZED));
+    let tls = status.condition(vault_api::status::TLS).cloned();
+    assert_eq!(
+        tls.and_then(|c| c.reason).as_deref(),
+        Some("GeneratedCA"),
+        "the TLS condition says the pods are checked against the generated CA"
+    );
     let leaders = status
         .pods
         .iter()

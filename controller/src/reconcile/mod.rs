@@ -216,7 +216,7 @@ async fn reconcile_inner(
             source,
         })?;
 
-    status::write_workload_status(ctx, vault, &desired, &observed).await?;
+    status::write_workload_status(ctx, vault, &desired, &observed, &trust).await?;
     if observed.settled(defaulted.spec.config.is_raft()) {
         Ok(Action::requeue(ctx.options.requeue))
     } else {

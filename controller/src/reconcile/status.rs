@@ -6,10 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use vault_api::Vault;
-use vault_api::status::{ConditionUpdate, READY, VaultStatus};
+use vault_api::status::{ConditionUpdate, READY, TLS, VaultStatus};
 
 use super::Context;
-use super::VaultObservation;
+use super::{Trust, VaultObservation};
 use crate::build::Desired;
 
 /// Why the status could not be written.
@@ -69,6 +69,7 @@ pub(super) async fn write_workload_status(
     vault: &Vault,
     desired: &Desired,
     vault_step: &VaultObservation,
+    trust: &Trust,
 ) -> Result<(), StatusError> {
     let namespace = vault.namespace().unwrap_or_default();
     let name = vault.name_any();
@@ -104,6 +105,67 @@ pub(super) async fn write_workload_status(
         status.observed_generation = vault.metadata.generation;
         status.set_condition(update, Time(k8s_openapi::jiff::Timestamp::now()));
         vault_step.apply_to(status, vault);
+        let (ok, reason, message) = trust_condition(vault, trust);
+        let tls = ConditionUpdate {
+            type_: TLS,
+            status: ok,
+            reason,
+            message: &message,
+            generation: vault.metadata.generation,
+        };
+        status.set_condition(tls, Time(k8s_openapi::jiff::Timestamp::now()));
     })
     .await
+}
+
+/// The TLS condition: against what the controller checks the pods' certificates.
+fn trust_condition(vault: &Vault, trust: &Trust) -> (bool, &'static str, String) {
+    let generated = vault_api::defaults::tls_secret_name(&vault.name_any());
+    match (trust, vault.spec.existing_tls_secret_name.as_deref()) {
+        (Trust::Plain, _) => (
+            false,
+            "Disabled",
+            "the listener has TLS switched off: the controller speaks plain HTTP to the pods"
+                .to_string(),
+        ),
+        (Trust::Ca(_), None) => (
+            true,
+            "GeneratedCA",
+            format!("pods are verified against the generated CA in Secret {generated}"),
+        ),
+        (Trust::Ca(_), Some(secret)) => (
+            true,
+            "SecretCA",
+            format!("pods are verified against ca.crt of Secret {secret}"),
+        ),
+        (Trust::SystemRoots, secret) => (
+            true,
+            "SystemRoots",
+            format!(
+                "Secret {} has no ca.crt: pods are verified against the system's root \
+                 certificates",
+                secret.unwrap_or(&generated)
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_condition_names_what_the_pods_are_verified_against() {
+        let mut vault = Vault::new("vault", Default::default());
+        let ca = Trust::Ca("pem".to_string());
+        assert_eq!(trust_condition(&vault, &ca).1, "GeneratedCA");
+        assert!(trust_condition(&vault, &ca).2.contains("vault-tls"));
+        assert!(!trust_condition(&vault, &Trust::Plain).0);
+
+        vault.spec.existing_tls_secret_name = Some("mine".to_string());
+        assert_eq!(trust_condition(&vault, &ca).1, "SecretCA");
+        let roots = trust_condition(&vault, &Trust::SystemRoots);
+        assert_eq!((roots.0, roots.1), (true, "SystemRoots"));
+        assert!(roots.2.contains("Secret mine has no ca.crt"), "{}", roots.2);
+    }
 }
