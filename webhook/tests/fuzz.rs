@@ -6,7 +6,8 @@
 //! running, so that a busy machine still finishes in a few seconds. For a longer run:
 //! `FUZZ_SECONDS=600 PROPTEST_CASES=100000 cargo test --release -p vault-webhook --test fuzz`.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -104,17 +105,28 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Time given to the generated cases of this file, from the first one.
+/// Time given to each property's generated cases, from its first one.
 const BUDGET: Duration = Duration::from_secs(3);
 
-/// False once the time budget is spent.
-fn within_budget() -> bool {
-    static STARTED: OnceLock<Instant> = OnceLock::new();
+/// Cases every property runs whatever the time, so a slow machine still tests each one.
+const MIN_CASES: u32 = 64;
+
+/// False once `property` has run its minimum of cases and spent its time budget. Each
+/// property has a budget of its own: with one shared budget, the properties run last could
+/// run no case at all and still pass.
+fn within_budget(property: &'static str) -> bool {
+    static SEEN: OnceLock<Mutex<HashMap<&'static str, (Instant, u32)>>> = OnceLock::new();
     let budget = std::env::var("FUZZ_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(BUDGET, Duration::from_secs);
-    STARTED.get_or_init(Instant::now).elapsed() < budget
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (started, cases) = seen.entry(property).or_insert((Instant::now(), 0));
+    *cases += 1;
+    *cases <= MIN_CASES || started.elapsed() < budget
 }
 
 fn check_answer(endpoint: Endpoint, body: &[u8]) -> Result<Value, TestCaseError> {
@@ -174,7 +186,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-        if !within_budget() {
+        if !within_budget("arbitrary_bytes_never_panic") {
             return Ok(());
         }
         check_answer(Endpoint::Mutate, &body)?;
@@ -183,7 +195,7 @@ proptest! {
 
     #[test]
     fn arbitrary_json_never_panics(document in json_value()) {
-        if !within_budget() {
+        if !within_budget("arbitrary_json_never_panics") {
             return Ok(());
         }
         let body = document.to_string().into_bytes();
@@ -200,7 +212,7 @@ proptest! {
         request in json_value(),
         operation in prop::sample::select(&["CREATE", "UPDATE", "DELETE", "CONNECT"][..]),
     ) {
-        if !within_budget() {
+        if !within_budget("arbitrary_requests_in_a_review_never_panic") {
             return Ok(());
         }
         let mut body = review(operation, Some(raft_vault()), None);
@@ -219,7 +231,7 @@ proptest! {
         fields in prop::collection::vec((key(), json_value()), 0..6),
         old_fields in prop::collection::vec((key(), json_value()), 0..3),
     ) {
-        if !within_budget() {
+        if !within_budget("arbitrary_specs_are_defaulted_and_judged_without_panic") {
             return Ok(());
         }
         let mut object = raft_vault();
@@ -240,7 +252,7 @@ proptest! {
 
     #[test]
     fn arbitrary_whole_specs_are_defaulted_without_panic(spec in json_value()) {
-        if !within_budget() {
+        if !within_budget("arbitrary_whole_specs_are_defaulted_without_panic") {
             return Ok(());
         }
         let object = vault(spec);
