@@ -151,3 +151,45 @@ fn every_nested_bank_vaults_field_is_in_the_schema_and_no_more_is_required() {
         problems.join("\n")
     );
 }
+
+/// Every property of the schema at any depth, our fields and the Kubernetes types they
+/// embed, has a description: `kubectl explain` shows it.
+#[test]
+fn every_property_at_every_depth_is_described() {
+    fn walk(path: &str, schema: &serde_json::Value, undescribed: &mut Vec<String>) {
+        let properties = schema.get("properties").and_then(|p| p.as_object());
+        for (name, property) in properties.into_iter().flatten() {
+            let path = format!("{path}.{name}");
+            if property.get("description").is_none() {
+                undescribed.push(path.clone());
+            }
+            walk(&path, property, undescribed);
+        }
+        for nested in ["items", "additionalProperties"] {
+            if let Some(inner) = schema.get(nested).filter(|v| v.is_object()) {
+                walk(&format!("{path}[]"), inner, undescribed);
+            }
+        }
+    }
+
+    let crd: serde_json::Value =
+        serde_saphyr::from_str(&committed()).unwrap_or_else(|e| panic!("parsing: {e}"));
+    let root = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties")
+        .unwrap_or_else(|| panic!("the CRD has no schema"));
+    let mut undescribed = Vec::new();
+    let mut properties = 0;
+    for part in ["spec", "status"] {
+        let schema = &root[part];
+        properties += schema.to_string().matches("\"description\"").count();
+        walk(part, schema, &mut undescribed);
+    }
+    assert!(
+        properties > 500,
+        "the walk saw the schema ({properties} descriptions)"
+    );
+    assert!(
+        undescribed.is_empty(),
+        "properties without a description: {undescribed:?}"
+    );
+}
