@@ -965,3 +965,66 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_service_monitor_is_made_where_its_crd_is_installed() -> Result<(), BoxError> {
+    let (_cluster, client, ns) = set_up("monitor").await?;
+    // The Prometheus Operator's CRD, reduced to what the API server needs to serve it.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors",
+                      "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {
+                "openAPIV3Schema": {"type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))?;
+    let params = PatchParams::apply("reconcile-test").force();
+    crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
+        .await?;
+    let resource = kube::api::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+    };
+    let monitors: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &resource);
+    wait_for("ServiceMonitors served", RESTORE_WITHIN, || async {
+        Ok(monitors.list(&ListParams::default()).await.is_ok())
+    })
+    .await?;
+
+    let controller = spawn_controller(&client, &ns);
+    let mut vault = raft_sample(&ns)?;
+    vault.spec.service_monitor_enabled = Some(true);
+    let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
+    vaults.create(&PostParams::default(), &vault).await?;
+    wait_for("the ServiceMonitor", RESTORE_WITHIN, || async {
+        Ok(monitors.get_opt("vault").await?.is_some())
+    })
+    .await?;
+    let monitor = monitors.get("vault").await?;
+    assert_eq!(
+        monitor.data["spec"]["endpoints"][0]["path"],
+        "/v1/sys/metrics"
+    );
+
+    let off = json!({"spec": {"serviceMonitorEnabled": false}});
+    vaults
+        .patch("vault", &PatchParams::default(), &Patch::Merge(&off))
+        .await?;
+    wait_for("the ServiceMonitor to go", RESTORE_WITHIN, || async {
+        Ok(monitors.get_opt("vault").await?.is_none())
+    })
+    .await?;
+    controller.abort();
+    Ok(())
+}

@@ -23,7 +23,7 @@ use vault_api::defaults;
 
 pub use config::{RAW_CONFIG_KEY, render_config};
 pub use merge::merge_by_name;
-pub use services::{auth_delegator_name, per_pod_service_index};
+pub use services::{SCRAPE_LABEL, auth_delegator_name, per_pod_service_index};
 pub use statefulset::VAULT_CONTAINER;
 
 /// Image of this controller, whose `template` subcommand renders the configuration per pod.
@@ -64,6 +64,9 @@ pub struct Desired {
     pub ingress: Option<Ingress>,
     /// Lets the Vault ServiceAccount review tokens, when kubernetes auth is configured.
     pub auth_delegator: Option<ClusterRoleBinding>,
+    /// The Prometheus Operator's ServiceMonitor, when `serviceMonitorEnabled`; applied only
+    /// where its CRD is installed.
+    pub service_monitor: Option<serde_json::Value>,
 }
 
 /// Why the desired objects could not be built.
@@ -155,7 +158,7 @@ fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> 
 
 /// Builds every object of a `Vault` that has been through `vault_api::default` and
 /// `vault_api::validate`.
-// TODO(ServiceMonitor when its CRD exists; Velero fsfreeze sidecar and hooks for
+// TODO(Velero fsfreeze sidecar and hooks for
 // `veleroEnabled`; Istio port names for `istioEnabled`; restarts on `watchedSecrets*`):
 // accepted by the api crate, not built yet.
 pub fn build(vault: &Vault, options: &BuildOptions) -> Result<Desired, BuildError> {
@@ -172,6 +175,7 @@ pub fn build(vault: &Vault, options: &BuildOptions) -> Result<Desired, BuildErro
         disruption_budget: services::disruption_budget(&facts),
         ingress: services::ingress(&facts),
         auth_delegator: services::auth_delegator(&facts),
+        service_monitor: services::service_monitor(&facts),
     })
 }
 

@@ -19,6 +19,9 @@ use super::{Facts, NAMESPACE_LABEL};
 const ACTIVE_LABEL: &str = "vault-active";
 /// The StatefulSet label naming each pod.
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+/// Label of the one Service a ServiceMonitor selects: the headless one, which lists every
+/// pod once (selecting all the Vault's Services would scrape each pod three times).
+pub const SCRAPE_LABEL: &str = "vault.banzaicloud.com/scrape";
 
 /// Name of the headless Service that gives the StatefulSet's pods their host names.
 pub fn headless_name(name: &str) -> String {
@@ -75,8 +78,15 @@ pub(super) fn services(facts: &Facts<'_>) -> Vec<Service> {
         status: None,
     };
 
+    let mut headless_metadata = facts.vault_metadata(headless_name(facts.name));
+    if spec.service_monitor_enabled == Some(true) {
+        headless_metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(SCRAPE_LABEL.to_string(), "true".to_string());
+    }
     let headless = Service {
-        metadata: facts.vault_metadata(headless_name(facts.name)),
+        metadata: headless_metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             // Pods must find each other before they are Ready (unsealed), to join Raft.
@@ -132,6 +142,39 @@ pub(super) fn disruption_budget(facts: &Facts<'_>) -> Option<PodDisruptionBudget
         }),
         status: None,
     })
+}
+
+/// The Prometheus Operator's ServiceMonitor, when `serviceMonitorEnabled`: every pod's
+/// `/v1/sys/metrics` through the headless Service. Vault answers it without a token only
+/// when the listener allows it (`telemetry.unauthenticated_metrics_access`); this operator
+/// runs no statsd exporter sidecar as Bank-Vaults does.
+pub(super) fn service_monitor(facts: &Facts<'_>) -> Option<Value> {
+    if facts.vault.spec.service_monitor_enabled != Some(true) {
+        return None;
+    }
+    let mut selector = facts.labels();
+    selector.insert(SCRAPE_LABEL.to_string(), "true".to_string());
+    let mut endpoint = serde_json::json!({
+        "port": defaults::API_PORT_NAME,
+        "path": "/v1/sys/metrics",
+        "params": {"format": ["prometheus"]},
+        "scheme": facts.scheme(),
+        "interval": "30s",
+    });
+    if facts.tls {
+        // Prometheus does not have the Vault's CA; the names are checked by the pods' peers.
+        endpoint["tlsConfig"] = serde_json::json!({"insecureSkipVerify": true});
+    }
+    Some(serde_json::json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": facts.metadata(facts.name.to_string()),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "namespaceSelector": {"matchNames": [facts.namespace]},
+            "endpoints": [endpoint],
+        },
+    }))
 }
 
 pub(super) fn ingress(facts: &Facts<'_>) -> Option<Ingress> {

@@ -101,15 +101,23 @@ fn every_shared_sample_builds_valid_objects() {
     files.sort();
     assert!(files.len() >= 8, "samples found: {files:?}");
 
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for document in read_vaults(&text).unwrap_or_default() {
-            let vault = prepared(document.vault.unwrap_or_default());
+    let mut built_count = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let documents =
+            read_vaults(&text).unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+        for document in documents {
+            let vault = document
+                .vault
+                .unwrap_or_else(|e| panic!("{}: not a Vault: {e}", file.display()));
+            let vault = prepared(vault);
             if validate(&vault, None).is_err() {
                 // Invalid samples are the api crate's to report; the controller never
                 // builds them.
                 continue;
             }
+            built_count += 1;
             let desired = build(&vault, &BuildOptions::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let name = vault.metadata.name.clone().unwrap_or_default();
@@ -149,6 +157,8 @@ fn every_shared_sample_builds_valid_objects() {
             assert!(config.get("listener").is_some(), "{}", file.display());
         }
     }
+    // cr-podAntiAffinity.yaml is the one invalid sample.
+    assert_eq!(built_count, files.len() - 1, "every valid sample was built");
 }
 
 #[test]
@@ -469,4 +479,39 @@ fn raft_sample_claims_resources_tls_secret_and_auth_delegator() {
         Some("json")
     );
     assert!(desired.ingress.is_some());
+}
+
+#[test]
+fn a_service_monitor_scrapes_each_pod_once_through_the_headless_service() {
+    assert!(built(RAFT).service_monitor.is_none(), "only when asked for");
+
+    let desired = built(&format!("{RAFT}  serviceMonitorEnabled: true\n"));
+    let monitor = desired.service_monitor.unwrap_or_default();
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["ownerReferences"][0]["kind"], "Vault");
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector[SCRAPE_LABEL], "true");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/v1/sys/metrics");
+    assert_eq!(endpoint["params"]["format"][0], "prometheus");
+    assert_eq!(
+        endpoint["scheme"], "https",
+        "TLS is on unless the listener disables it"
+    );
+    assert_eq!(endpoint["tlsConfig"]["insecureSkipVerify"], true);
+
+    let selected: Vec<String> = desired
+        .services
+        .iter()
+        .filter(|service| {
+            let labels = service.metadata.labels.clone().unwrap_or_default();
+            selector
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str())
+        })
+        .filter_map(|service| service.metadata.name.clone())
+        .collect();
+    assert_eq!(selected, ["vault-headless"]);
 }

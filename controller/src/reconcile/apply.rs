@@ -11,7 +11,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy,
+};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -158,6 +160,7 @@ pub async fn apply_all(ctx: &Context, vault: &Vault, desired: &Desired) -> Resul
         Some(ingress) => drop(apply_namespaced(client, &namespace, ingress).await?),
         None => delete_if_present(&ingresses, &name).await?,
     }
+    apply_service_monitor(client, &namespace, &name, desired.service_monitor.as_ref()).await?;
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     match &desired.auth_delegator {
         Some(binding) => drop(apply_cluster(client, binding).await?),
@@ -167,6 +170,50 @@ pub async fn apply_all(ctx: &Context, vault: &Vault, desired: &Desired) -> Resul
         }
     }
     Ok(())
+}
+
+/// Applies or removes the ServiceMonitor. Without the Prometheus Operator's CRD the API
+/// server answers 404 to both, and there is nothing to do.
+async fn apply_service_monitor(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    monitor: Option<&serde_json::Value>,
+) -> Result<(), ApplyError> {
+    let resource = ApiResource {
+        group: "monitoring.coreos.com".to_string(),
+        version: "v1".to_string(),
+        api_version: "monitoring.coreos.com/v1".to_string(),
+        kind: "ServiceMonitor".to_string(),
+        plural: "servicemonitors".to_string(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let result = match monitor {
+        Some(monitor) => api
+            .patch(name, &params(), &Patch::Apply(monitor))
+            .await
+            .map(drop)
+            .map_err(|source| ApplyError::Apply {
+                kind: "ServiceMonitor",
+                name: name.to_string(),
+                source,
+            }),
+        None => api
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(drop)
+            .map_err(|source| ApplyError::Delete {
+                kind: "ServiceMonitor",
+                name: name.to_string(),
+                source,
+            }),
+    };
+    match result {
+        Err(ApplyError::Apply { source, .. } | ApplyError::Delete { source, .. }) if matches!(&source, kube::Error::Api(status) if status.code == 404) => {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 async fn apply_cluster<K>(client: &Client, object: &K) -> Result<K, ApplyError>
