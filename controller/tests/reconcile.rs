@@ -177,6 +177,11 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    // cr-raft.yaml asks for an Ingress, and its kubernetes auth needs token review.
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &ns);
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(client.clone());
+    let binding = vault_controller::build::auth_delegator_name(&ns, "vault");
     wait_for(
         "the objects of cr-raft.yaml",
         Duration::from_secs(60),
@@ -189,7 +194,9 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
             }
             Ok(sets.get_opt("vault").await?.is_some()
                 && secrets.get_opt("vault-raw-config").await?.is_some()
-                && budgets.get_opt("vault").await?.is_some())
+                && budgets.get_opt("vault").await?.is_some()
+                && ingresses.get_opt("vault").await?.is_some()
+                && bindings.get_opt(&binding).await?.is_some())
         },
     )
     .await?;
@@ -273,7 +280,8 @@ async fn raft_sample_objects_are_created_restored_and_released() -> Result<(), B
                 && services.get_opt("vault-0").await?.is_none()
                 && services.get_opt("vault").await?.is_none()
                 && secrets.get_opt("vault-raw-config").await?.is_none()
-                && budgets.get_opt("vault").await?.is_none())
+                && budgets.get_opt("vault").await?.is_none()
+                && bindings.get_opt(&binding).await?.is_none())
         },
     )
     .await?;
