@@ -1,34 +1,32 @@
 //! The plugin against a real cluster (`tests/localcluster`): `init` output accepted by the
-//! server's schema, `install` applying the embedded manifests, and `status` on three OpenBao
-//! pods assembled by hand the way the controller would make them: all unsealed, as users
-//! RBAC limits, with one pod's process stopped, and with it killed and back sealed.
+//! server's schema, `install` applying the embedded manifests, and `status` on `cr-raft.yaml`
+//! as the real controller builds, unseals and records it: all unsealed, as users RBAC
+//! limits, with one pod's process stopped, and with it killed and left sealed.
 //!
 //! Run as root. `make test` names a running cluster in LOCALCLUSTER_NAME; without it each
-//! test starts a cluster of its own. Each test works in a namespace of its own.
+//! test starts a cluster of its own. Each test works in a namespace of its own. The status
+//! test runs the `vault-controller` binary of the same target folder (built when missing).
 
 mod common;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{INIT_CASES, Run, plugin};
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, ResourceExt};
 use localcluster::{LocalCluster, test_namespace};
 use serde_json::{Value, json};
-use vault_api::status::{ConditionUpdate, RaftRole};
-use vault_api::{Vault, VaultPodStatus, VaultStatus, defaults};
+use vault_api::status::{READY, UNSEALED};
+use vault_api::{Vault, VaultStatus, defaults};
 
 /// The field manager of what the tests apply themselves.
 const MANAGER: &str = "kubectl-vault-test";
-
-/// The image of the hand-made Vault pods: OpenBao, which the local cluster runs.
-const VAULT_IMAGE: &str = "openbao/openbao:2.4.1";
 
 /// An image the local cluster does not know, so that `install`'s controller and webhook
 /// pods never run: a controller watching every namespace would take over the other tests'
@@ -61,13 +59,6 @@ async fn namespace(client: &Client, prefix: &str) -> String {
     test_namespace(client, prefix)
         .await
         .unwrap_or_else(|e| panic!("creating a test namespace: {e}"))
-}
-
-fn samples_dir() -> PathBuf {
-    match std::env::var_os("VAULT_SAMPLES_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => common::crate_path("../../shared/samples/bank-vaults"),
-    }
 }
 
 /// Applies `manifests/crd.yaml` server-side (forced, so the other suites' applies of the
@@ -406,49 +397,117 @@ async fn remove_webhook_configuration(
         .await;
 }
 
-/// Runs curl inside the cluster's network namespace, where pod addresses are reachable.
-fn inside_curl(cluster: &LocalCluster, args: &[&str]) -> String {
-    let netns = cluster.layout().netns();
-    let output = Command::new("ip")
-        .args(["netns", "exec", &netns, "curl", "-sk", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running curl in {netns}: {e}"));
-    text(&output.stdout)
-}
-
-/// One request to Vault's API on a pod; `Null` when it did not answer JSON.
-fn vault_api(cluster: &LocalCluster, ip: &str, method: &str, path: &str, body: &Value) -> Value {
-    let url = format!("https://{ip}:8200/v1/{path}");
-    let body = body.to_string();
-    let mut args = vec!["-X", method, url.as_str()];
-    if method != "GET" {
-        args.extend(["-d", body.as_str()]);
+/// The `vault-controller` binary of this build, beside the test binary's folder
+/// (`<target>/debug/deps/..`), where `cargo test --workspace` builds it. A run of this
+/// crate's tests alone does not build it: then it is built here, and the test says so.
+fn controller_binary() -> PathBuf {
+    let test = std::env::current_exe().unwrap_or_else(|e| panic!("finding the test binary: {e}"));
+    let Some(profile) = test.parent().and_then(Path::parent) else {
+        panic!("{} is not in a Cargo target folder", test.display());
+    };
+    let binary = profile.join("vault-controller");
+    if binary.is_file() {
+        return binary;
     }
-    let answer = inside_curl(cluster, &args);
-    serde_json::from_str(&answer).unwrap_or(Value::Null)
+
+    eprintln!(
+        "{} is missing: building it with `cargo build -p vault-controller`",
+        binary.display()
+    );
+    let Some(target) = profile.parent() else {
+        panic!("{} is not in a Cargo target folder", profile.display());
+    };
+    let cargo_profile = match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "vault-controller",
+            "--profile",
+            cargo_profile,
+        ])
+        .arg("--manifest-path")
+        .arg(common::crate_path("../Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target)
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo build -p vault-controller: {e}"));
+    assert!(
+        built.success() && binary.is_file(),
+        "cargo build -p vault-controller did not build {}",
+        binary.display()
+    );
+    binary
 }
 
-fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).unwrap_or_else(|e| panic!("building a fixture: {e}"))
+/// The real controller, watching one namespace, run as its own process inside the cluster's
+/// network namespace, as in a pod: it reaches the pod addresses, which the test on the host
+/// never dials. Stopped when dropped; its log is printed when the test fails.
+struct ControllerProcess {
+    child: std::process::Child,
+    log: PathBuf,
 }
 
-fn pod_ip(pod: &Pod) -> Option<String> {
-    pod.status.as_ref()?.pod_ip.clone()
+impl ControllerProcess {
+    fn start(cluster: &LocalCluster, ns: &str) -> Self {
+        let binary = controller_binary();
+        let log = std::env::temp_dir().join(format!("kubectl-vault-{ns}-controller.log"));
+        let output = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let output_too = output
+            .try_clone()
+            .unwrap_or_else(|e| panic!("sharing {}: {e}", log.display()));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &cluster.layout().netns()])
+            .arg(&binary)
+            .args(["run", "--no-leader-election", "--namespaces", ns])
+            .args(["--metrics-address", "127.0.0.1:0"])
+            .args(["--log-level", "info,vault_controller=debug"])
+            .env("KUBECONFIG", cluster.layout().inside_kubeconfig())
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(output_too)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        Self { child, log }
+    }
 }
 
-fn pod_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.clone());
-    conditions
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("controller log ({}):\n{log}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
 }
 
-/// The pid of a pod's first container, from its `localcluster://<pid>` container ID.
+/// Whether the controller's status says all three pods are unsealed, Ready and Raft voters,
+/// with a leader: what a three-pod Raft Vault settles to.
+fn settled(status: &VaultStatus) -> bool {
+    status.pods.len() == 3
+        && status
+            .pods
+            .iter()
+            .all(|pod| pod.sealed == Some(false) && pod.voter == Some(true))
+        && !status.leader.is_empty()
+        && status.is_true(UNSEALED)
+        && status.is_true(READY)
+}
+
+/// The pid of a pod's `vault` container, from its `localcluster://<pid>` container ID.
 fn container_pid(pod: &Pod) -> Option<i32> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-    let id = statuses.first()?.container_id.as_deref()?;
+    let vault = statuses.iter().find(|c| c.name == "vault")?;
+    let id = vault.container_id.as_deref()?;
     id.strip_prefix("localcluster://")?.parse().ok()
 }
 
@@ -474,263 +533,6 @@ impl Drop for Resume {
     }
 }
 
-/// `cr-raft.yaml` with the fields that name namespaces moved to `ns`, and OpenBao's image.
-fn raft_sample(ns: &str) -> Value {
-    let path = samples_dir().join("cr-raft.yaml");
-    let sample = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {} (set VAULT_SAMPLES_DIR): {e}", path.display()));
-    let mut vault: Value = serde_saphyr::from_str(&sample)
-        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-    vault["metadata"]["namespace"] = json!(ns);
-    vault["spec"]["image"] = json!(VAULT_IMAGE);
-    vault["spec"]["caNamespaces"] = json!([ns]);
-    vault["spec"]["unsealConfig"]["kubernetes"]["secretNamespace"] = json!(ns);
-    vault["spec"]["config"]["api_addr"] = json!(format!("https://vault.{ns}:8200"));
-    let roles = vault["spec"]["externalConfig"]["auth"][0]["roles"].as_array_mut();
-    for role in roles.into_iter().flatten() {
-        role["bound_service_account_namespaces"] = json!([ns]);
-    }
-    vault
-}
-
-/// What the controller would make of the Vault `vault` for status to read: a TLS Secret
-/// from the cluster CA, a governing and per-pod Services, the configuration, and a
-/// StatefulSet of three OpenBao pods on Raft, labelled as the operator labels them.
-async fn vault_pods(cluster: &LocalCluster, ns: &str, name: &str) {
-    let client = cluster.client();
-    let pods = ["0", "1", "2"].map(|i| format!("{name}-{i}"));
-    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    for host in pods.iter().chain([&name.to_string()]) {
-        hosts.extend([
-            host.clone(),
-            format!("{host}.{ns}"),
-            format!("{host}.{ns}.svc"),
-        ]);
-    }
-    let (cert, key) = cluster
-        .serving_cert(&hosts)
-        .unwrap_or_else(|e| panic!("issuing a certificate: {e}"));
-    let ca = cluster.ca_pem().unwrap_or_else(|e| panic!("{e}"));
-    let secret: Secret = object(json!({
-        "metadata": {"name": defaults::tls_secret_name(name)},
-        "stringData": {
-            defaults::TLS_CA_KEY: ca,
-            defaults::TLS_CERT_KEY: cert,
-            defaults::TLS_KEY_KEY: key,
-        },
-    }));
-    let config = format!(
-        "disable_mlock = true\nui = true\n\
-         storage \"raft\" {{\n  path = \"/vault/file\"\n}}\n\
-         listener \"tcp\" {{\n  address = \"0.0.0.0:8200\"\n\
-           tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
-        defaults::TLS_CERT_FILE,
-        defaults::TLS_KEY_FILE,
-    );
-    let config: ConfigMap = object(json!({
-        "metadata": {"name": format!("{name}-config")},
-        "data": {"vault.hcl": config},
-    }));
-    let labels = defaults::selector_labels(name);
-    let ports = json!([
-        {"name": "api-port", "port": 8200},
-        {"name": "cluster-port", "port": 8201},
-    ]);
-    let mut services: Vec<Service> = vec![object(json!({
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"clusterIP": "None", "publishNotReadyAddresses": true,
-                 "selector": labels, "ports": ports},
-    }))];
-    // Each pod's own Service, which its API and cluster addresses name.
-    for pod in &pods {
-        services.push(object(json!({
-            "metadata": {"name": pod, "labels": labels},
-            "spec": {"publishNotReadyAddresses": true, "ports": ports,
-                     "selector": {"statefulset.kubernetes.io/pod-name": pod}},
-        })));
-    }
-    let set: StatefulSet = object(json!({
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": 3, "serviceName": name, "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "terminationGracePeriodSeconds": 2,
-                "containers": [{
-                    "name": "vault", "image": VAULT_IMAGE,
-                    "args": ["server", "-config=/vault/config/vault.hcl"],
-                    "env": [
-                        {"name": "POD_NAME",
-                         "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "VAULT_API_ADDR",
-                         "value": format!("https://$(POD_NAME).{ns}.svc:8200")},
-                        {"name": "VAULT_CLUSTER_ADDR",
-                         "value": format!("https://$(POD_NAME).{ns}.svc:8201")},
-                    ],
-                    "ports": [{"name": "api-port", "containerPort": 8200},
-                              {"name": "cluster-port", "containerPort": 8201}],
-                    "readinessProbe": {"periodSeconds": 1, "httpGet": {
-                        "scheme": "HTTPS", "port": 8200,
-                        "path": "/v1/sys/health?standbyok=true"}},
-                    "volumeMounts": [
-                        {"name": "vault-tls", "mountPath": defaults::TLS_MOUNT_PATH},
-                        {"name": "vault-config", "mountPath": "/vault/config"},
-                        {"name": "vault-raft", "mountPath": "/vault/file"},
-                    ],
-                }],
-                "volumes": [
-                    {"name": "vault-tls",
-                     "secret": {"secretName": defaults::tls_secret_name(name)}},
-                    {"name": "vault-config", "configMap": {"name": format!("{name}-config")}},
-                    {"name": "vault-raft", "emptyDir": {}},
-                ],
-            }},
-        },
-    }));
-
-    let params = PatchParams::apply(MANAGER);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    secrets
-        .patch(&secret.name_any(), &params, &Patch::Apply(&secret))
-        .await
-        .unwrap_or_else(|e| panic!("creating the TLS Secret: {e}"));
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    maps.patch(&config.name_any(), &params, &Patch::Apply(&config))
-        .await
-        .unwrap_or_else(|e| panic!("creating the configuration: {e}"));
-    let service_api: Api<Service> = Api::namespaced(client.clone(), ns);
-    for service in &services {
-        service_api
-            .patch(&service.name_any(), &params, &Patch::Apply(service))
-            .await
-            .unwrap_or_else(|e| panic!("creating service/{}: {e}", service.name_any()));
-    }
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    sets.patch(name, &params, &Patch::Apply(&set))
-        .await
-        .unwrap_or_else(|e| panic!("creating the StatefulSet: {e}"));
-}
-
-/// Initialises `vault-0`, unseals it, joins the other two to it and unseals them, from
-/// inside the cluster's network namespace, as the controller would. Returns the pods'
-/// addresses.
-async fn initialise_and_join(cluster: &LocalCluster, ns: &str, name: &str) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(cluster.client(), ns);
-    let mut ips = Vec::new();
-    for i in 0..3 {
-        let pod = format!("{name}-{i}");
-        let ip = eventually(
-            &format!("{pod} running"),
-            Duration::from_secs(90),
-            || async {
-                let found = pods.get(&pod).await.ok()?;
-                container_pid(&found)?;
-                pod_ip(&found)
-            },
-        )
-        .await;
-        eventually(
-            &format!("{pod} answering"),
-            Duration::from_secs(60),
-            || async {
-                let seal = vault_api(cluster, &ip, "GET", "sys/seal-status", &Value::Null);
-                seal["sealed"].as_bool().map(|_| ())
-            },
-        )
-        .await;
-        ips.push(ip);
-    }
-
-    let init = json!({"secret_shares": 1, "secret_threshold": 1});
-    let init = vault_api(cluster, &ips[0], "PUT", "sys/init", &init);
-    let Some(key) = init["keys"][0].as_str() else {
-        panic!("initialising {name}-0 gave no key: {init}");
-    };
-    let unseal = json!({"key": key});
-    vault_api(cluster, &ips[0], "PUT", "sys/unseal", &unseal);
-    eventually(
-        &format!("{name}-0 active"),
-        Duration::from_secs(60),
-        || async {
-            let leader = vault_api(cluster, &ips[0], "GET", "sys/leader", &Value::Null);
-            (leader["is_self"] == true).then_some(())
-        },
-    )
-    .await;
-
-    let ca = cluster.ca_pem().unwrap_or_else(|e| panic!("{e}"));
-    let join = json!({
-        "leader_api_addr": format!("https://{name}-0.{ns}.svc:8200"),
-        "leader_ca_cert": ca,
-    });
-    for ip in &ips[1..] {
-        let joined = vault_api(cluster, ip, "PUT", "sys/storage/raft/join", &join);
-        assert_eq!(joined["joined"], true, "joining {ip}: {joined}");
-        vault_api(cluster, ip, "PUT", "sys/unseal", &unseal);
-    }
-    for ip in &ips[1..] {
-        eventually(
-            &format!("{ip} unsealed, following"),
-            Duration::from_secs(60),
-            || async {
-                let leader = vault_api(cluster, ip, "GET", "sys/leader", &Value::Null);
-                let known = leader["leader_address"]
-                    .as_str()
-                    .is_some_and(|a| !a.is_empty());
-                (leader["is_self"] == false && known).then_some(())
-            },
-        )
-        .await;
-    }
-    ips
-}
-
-/// Writes the status the controller would write once every pod is unsealed.
-async fn write_status(client: &Client, ns: &str, name: &str) {
-    let now =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let nodes: Vec<String> = (0..3).map(|i| format!("{name}-{i}")).collect();
-    let mut status = VaultStatus {
-        nodes: nodes.clone(),
-        leader: format!("{name}-0"),
-        ready_pods: Some(3),
-        sealed_pods: Some(0),
-        pods: nodes
-            .iter()
-            .enumerate()
-            .map(|(i, pod)| VaultPodStatus {
-                name: pod.clone(),
-                initialized: Some(true),
-                sealed: Some(false),
-                raft_role: Some(if i == 0 {
-                    RaftRole::Leader
-                } else {
-                    RaftRole::Follower
-                }),
-                voter: Some(true),
-                version: None,
-            })
-            .collect(),
-        ..VaultStatus::default()
-    };
-    for type_ in ["Initialized", "Unsealed", "Ready"] {
-        let update = ConditionUpdate {
-            type_,
-            status: true,
-            reason: "AllPodsUnsealed",
-            message: "written by the kubectl-vault cluster test",
-            generation: None,
-        };
-        status.set_condition(update, now.clone());
-    }
-    let vaults: Api<Vault> = Api::namespaced(client.clone(), ns);
-    let patch = Patch::Merge(json!({"status": status}));
-    vaults
-        .patch_status(name, &PatchParams::default(), &patch)
-        .await
-        .unwrap_or_else(|e| panic!("writing the status of vault/{name}: {e}"));
-}
-
 /// `status -o json` of one Vault; returns its report and how long the command took.
 fn status_json(cluster: &LocalCluster, ns: &str, name: &str) -> (Value, Duration) {
     let args = ["-n", ns, "status", name, "-o", "json", "--pod-timeout", "3"];
@@ -748,33 +550,70 @@ fn status_table(cluster: &LocalCluster, ns: &str, name: &str) -> (String, Durati
     (run.stdout, took)
 }
 
+/// The pod rows of a status table, by pod name: each column's text under its heading
+/// (but the last, the certificate expiry, which has spaces in it).
+fn table_rows(table: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut lines = table.lines().skip_while(|line| !line.starts_with("POD "));
+    let Some(headings) = lines.next() else {
+        panic!("no pod table:\n{table}");
+    };
+    let headings: Vec<&str> = headings.split_whitespace().collect();
+    let Some(last) = headings.iter().position(|h| *h == "CERTIFICATE") else {
+        panic!("no CERTIFICATE EXPIRY column:\n{table}");
+    };
+    lines
+        .take_while(|line| line.starts_with(|c: char| c.is_ascii_alphanumeric()))
+        .map(|line| {
+            let cells: BTreeMap<String, String> = headings[..last]
+                .iter()
+                .zip(line.split_whitespace())
+                .map(|(heading, cell)| (heading.to_string(), cell.to_string()))
+                .collect();
+            (cells["POD"].clone(), cells)
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn status_of_three_openbao_pods_and_of_one_stopped() {
+async fn status_of_the_raft_sample_the_controller_unsealed_and_of_one_pod_stopped() {
     let cluster = cluster().await;
     let client = cluster.client();
     install_crd(&client).await;
     let ns = namespace(&client, "status").await;
     let name = "vault";
 
-    let vault = raft_sample(&ns);
+    // cr-raft.yaml's pods run as the ServiceAccount `vault`, which users make themselves.
+    let account = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: vault, namespace: {ns}}}\n"
+    );
+    let applied = kubectl(&cluster, &["apply", "-f", "-"], &account);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let controller = ControllerProcess::start(&cluster, &ns);
+    let vault = e2e::sample_in("cr-raft.yaml", &ns).unwrap_or_else(|e| panic!("{e}"));
     let vaults: Api<Vault> = Api::namespaced(client.clone(), &ns);
     let writing = VAULT_WRITES.read().await;
+    let started = Instant::now();
     vaults
         .patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(&vault))
         .await
         .unwrap_or_else(|e| panic!("creating vault/{name} from cr-raft.yaml: {e}"));
     drop(writing);
-    vault_pods(&cluster, &ns, name).await;
-    initialise_and_join(&cluster, &ns, name).await;
-    write_status(&client, &ns, name).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    eventually("three pods Ready", Duration::from_secs(60), || async {
-        let list = pods.list(&Default::default()).await.ok()?;
-        (list.items.iter().filter(|p| pod_ready(p)).count() == 3).then_some(())
-    })
+    let recorded = eventually(
+        "the controller's status: three pods unsealed, Ready and voters, with a leader",
+        Duration::from_secs(240),
+        || async {
+            let status = vaults.get_status(name).await.ok()?.status?;
+            settled(&status).then_some(status)
+        },
+    )
     .await;
+    eprintln!(
+        "the controller had cr-raft.yaml's three pods unsealed, Ready and voters in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
-    // Three rows, one leader, none sealed, every pod answering.
+    // Three rows, one leader, none sealed, every pod answering; the leader and versions are
+    // Vault's live answers, the voters the controller's, the zones those of the nodes.
     let (table, table_took) = status_table(&cluster, &ns, name);
     let (report, took) = status_json(&cluster, &ns, name);
     eprintln!("{table}");
@@ -785,21 +624,53 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
     );
     let rows = report["pods"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 3, "{report}");
-    let leaders = rows.iter().filter(|p| p["raftRole"] == "leader").count();
-    assert_eq!(leaders, 1, "{report}");
-    assert_eq!(report["leader"], format!("{name}-0"), "{report}");
+    let leaders: Vec<&Value> = rows.iter().filter(|p| p["raftRole"] == "leader").collect();
+    assert_eq!(leaders.len(), 1, "{report}");
+    assert_eq!(report["leader"], leaders[0]["name"], "{report}");
+    assert_eq!(report["leader"], recorded.leader.as_str(), "{report}");
     assert_eq!(report["sealedPods"], 0, "{report}");
     assert_eq!(report["readyPods"], 3, "{report}");
+    assert!(report["problems"].is_null(), "{report}");
+    let nodes: Api<Node> = Api::all(client.clone());
     for row in &rows {
+        let Some(pod) = recorded
+            .pods
+            .iter()
+            .find(|p| row["name"] == p.name.as_str())
+        else {
+            panic!("the controller recorded no pod of {row}");
+        };
         assert!(row["unreachable"].is_null(), "{row}");
         assert_eq!(row["sealed"], false, "{row}");
         assert_eq!(row["initialized"], true, "{row}");
         assert_eq!(row["voter"], true, "{row}");
-        assert!(row["zone"].is_string() && row["node"].is_string(), "{row}");
+        let version = pod.version.as_deref().unwrap_or_default();
+        assert!(
+            !version.is_empty(),
+            "the controller recorded a version: {pod:?}"
+        );
+        assert_eq!(row["version"], version, "{row}");
+        assert_eq!(report["version"], version, "one version: {report}");
+        let node = row["node"].as_str().unwrap_or_default();
+        let node = nodes
+            .get(node)
+            .await
+            .unwrap_or_else(|e| panic!("reading node {node:?} of {row}: {e}"));
+        let zone = node.labels().get(defaults::ZONE_KEY).map(String::as_str);
+        assert_eq!(row["zone"].as_str(), zone, "{row}");
         assert!(row["certificateExpiry"].is_string(), "{row}");
-        assert!(row["version"].is_string(), "{row}");
     }
-    assert!(report["problems"].is_null(), "{report}");
+    let cells = table_rows(&table);
+    assert_eq!(cells.len(), 3, "{table}");
+    for row in &rows {
+        let pod = row["name"].as_str().unwrap_or_default();
+        let cell = |heading: &str| cells[pod][heading].clone();
+        assert_eq!(cell("SEALED"), "no", "{pod}:\n{table}");
+        assert_eq!(cell("VOTER"), "yes", "{pod}:\n{table}");
+        assert_eq!(cell("ROLE"), row["raftRole"].as_str().unwrap_or_default());
+        assert_eq!(cell("ZONE"), row["zone"].as_str().unwrap_or_default());
+        assert_eq!(cell("VERSION"), row["version"].as_str().unwrap_or_default());
+    }
 
     // kubectl's completion protocol offers the Vaults of the namespace.
     // (kubectl puts `__complete` first; the cluster flags are words of the command line.)
@@ -818,9 +689,13 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
 
     refusals_say_what_to_do(&cluster, &ns, name).await;
 
-    // A pod whose process is stopped: it accepts connections and never answers, so only
-    // the per-pod timeout ends the wait for it.
-    let stopped = format!("{name}-2");
+    // A follower whose process is stopped: it accepts connections and never answers, so
+    // only the per-pod timeout ends the wait for it, and its row says so.
+    let Some(stopped) = rows.iter().find(|p| p["raftRole"] == "follower") else {
+        panic!("no follower: {report}");
+    };
+    let stopped = stopped["name"].as_str().unwrap_or_default().to_string();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod = pods
         .get(&stopped)
         .await
@@ -848,46 +723,52 @@ async fn status_of_three_openbao_pods_and_of_one_stopped() {
     assert_eq!(rows.len(), 3, "{report}");
     for row in &rows {
         if row["name"] == stopped.as_str() {
-            let unreachable = row["unreachable"].as_str().unwrap_or_default();
-            assert!(
-                unreachable.contains("no answer") || row["sealed"] == true,
-                "the stopped pod says so: {row}"
-            );
-            assert!(table.contains(&stopped), "{table}");
+            assert_eq!(row["unreachable"], "no answer within 3s", "{row}");
+            assert!(row["sealed"].is_null(), "nothing live is known: {row}");
         } else {
+            assert!(row["unreachable"].is_null(), "{row}");
             assert_eq!(row["sealed"], false, "{row}");
         }
     }
-    assert_eq!(report["leader"], format!("{name}-0"), "{report}");
+    assert_eq!(report["leader"], recorded.leader.as_str(), "{report}");
+    let cells = table_rows(&table);
+    let row = &cells[&stopped];
+    assert_eq!(row["ROLE"], "unreachable", "{table}");
+    assert_eq!(row["SEALED"], "?", "{table}");
+    assert_eq!(row["INITIALISED"], "?", "{table}");
+    let said = format!("\n  {stopped}: unreachable: no answer within 3s\n");
+    assert!(table.contains(&said), "{table}");
 
-    // Killed, it is restarted, and answers sealed: the row and the summary say so.
+    // Killed with the controller gone, it is restarted and nothing unseals it: it answers
+    // sealed, and the row and the summary say so.
+    drop(controller);
     signal(pid, "KILL");
-    eventually(
-        &format!("{stopped} restarted"),
+    let report = eventually(
+        &format!("{stopped} restarted, answering sealed"),
         Duration::from_secs(60),
         || async {
-            let pod = pods.get(&stopped).await.ok()?;
-            let restarted = container_pid(&pod).is_some_and(|new| new != pid);
-            let ip = pod_ip(&pod).filter(|_| restarted)?;
-            let seal = vault_api(&cluster, &ip, "GET", "sys/seal-status", &Value::Null);
-            (seal["sealed"] == true).then_some(())
+            let (report, _) = status_json(&cluster, &ns, name);
+            let rows = report["pods"].as_array().cloned().unwrap_or_default();
+            let row = rows.iter().find(|r| r["name"] == stopped.as_str())?;
+            (row["sealed"] == true).then_some(report)
         },
     )
     .await;
     let (table, table_took) = status_table(&cluster, &ns, name);
-    let (report, _) = status_json(&cluster, &ns, name);
     eprintln!("{table}");
     eprintln!(
         "status with {stopped} restarted and sealed: {:.2}s",
         table_took.as_secs_f64()
     );
     assert_eq!(report["sealedPods"], 1, "{report}");
-    let row = report["pods"][2].clone();
-    assert_eq!(row["name"], stopped.as_str(), "{report}");
-    assert_eq!(row["sealed"], true, "{row}");
+    let rows = report["pods"].as_array().cloned().unwrap_or_default();
+    let Some(row) = rows.iter().find(|r| r["name"] == stopped.as_str()) else {
+        panic!("no row of {stopped}: {report}");
+    };
     assert!(row["unreachable"].is_null(), "a sealed pod answers: {row}");
     assert!(row["raftRole"].is_null(), "a sealed pod cannot say: {row}");
-    assert_eq!(report["leader"], format!("{name}-0"), "{report}");
+    assert_eq!(table_rows(&table)[&stopped]["SEALED"], "yes", "{table}");
+    assert_eq!(report["leader"], recorded.leader.as_str(), "{report}");
 }
 
 /// A kubeconfig for the ServiceAccount `account` of `ns`, with a token from the API server.

@@ -278,8 +278,9 @@ async fn pod_report(
     let mut report = PodReport {
         vault: VaultPodStatus {
             name: name.clone(),
-            // TODO(live voter state): Raft's configuration and autopilot state need a Vault
-            // token, which the plugin does not hold; the controller's word is used instead.
+            // Voter comes from the controller's status: the controller reads it from the
+            // Raft configuration with its Vault token. Vault tells it to no client without
+            // one (Raft configuration, autopilot state), and the plugin holds none.
             voter: recorded.and_then(|r| r.voter),
             ..VaultPodStatus::default()
         },
