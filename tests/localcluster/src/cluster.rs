@@ -21,6 +21,12 @@ const COMPONENTS: &[&str] = &[
     "kube-scheduler",
 ];
 
+/// The node agent's process, which starts after the control plane.
+const AGENT: &str = "node-agent";
+
+/// How long a component gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// How long a component may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -113,7 +119,14 @@ impl LocalCluster {
             return Err(Error::NotRoot);
         }
         let layout = Layout::new(&options.name, options.dir.clone())?;
-        if let Ok(running) = Self::attach(&layout).await
+        // A cluster missing a process (a crashed agent leaves its pods behind) is started
+        // afresh, not reused.
+        let complete = COMPONENTS
+            .iter()
+            .chain([&AGENT])
+            .all(|name| process::running(&layout, name).is_some());
+        if complete
+            && let Ok(running) = Self::attach(&layout).await
             && running.ready().await.is_ok()
         {
             return Ok(running);
@@ -183,7 +196,7 @@ impl LocalCluster {
         let agent = components::node_agent(layout, options, &bao_path()?);
         process::start(layout, &agent)?;
         let want = options.nodes.max(1);
-        wait_until(layout, "node-agent", || nodes_ready(&cluster.client, want)).await?;
+        wait_until(layout, AGENT, || nodes_ready(&cluster.client, want)).await?;
         // Ready means a pod can be made: the default namespace needs its ServiceAccount.
         wait_until(layout, "kube-controller-manager", || {
             namespace_ready(&cluster.client, "default")
@@ -274,17 +287,36 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Stops every process the cluster started and removes its network namespace; returns the
-/// names of the processes that were running. Leaves the cluster folder, so that its
-/// certificates and data survive a restart.
+/// Stops every process the cluster started, its pods' among them, and removes every
+/// network namespace it made; returns the names of the processes that were running. Leaves
+/// the cluster folder, so that its certificates and data survive a restart.
 pub fn down(layout: &Layout) -> Result<Vec<String>, Error> {
-    let mut names = process::recorded(layout);
-    // Stop in the reverse order of start, so nothing logs errors about what went first.
-    names.sort_by_key(|n| std::cmp::Reverse(COMPONENTS.iter().position(|c| c == n)));
-    let stopped = names
+    // The agent first, as it started last: it stops its pods itself when it can.
+    let mut stopped = Vec::new();
+    if process::stop(layout, AGENT, STOP_GRACE) {
+        stopped.push(AGENT.to_string());
+    }
+    // What it left, or all its pods when it crashed or was killed.
+    let pods = crate::agent::clean_up(layout);
+
+    // Then the rest in the reverse order of start, so nothing logs errors about what went
+    // first; a process of no known component last.
+    let mut names: Vec<String> = process::recorded(layout)
         .into_iter()
-        .filter(|n| process::stop(layout, n, Duration::from_secs(10)))
+        .filter(|n| !n.starts_with(crate::agent::pods::RECORD_PREFIX))
         .collect();
+    names.sort_by_key(|n| {
+        COMPONENTS
+            .iter()
+            .position(|c| c == n)
+            .map_or(usize::MAX, |i| COMPONENTS.len() - i)
+    });
+    for name in names {
+        if process::stop(layout, &name, STOP_GRACE) {
+            stopped.push(name);
+        }
+    }
+    stopped.extend(pods?);
     net::delete(&layout.netns())?;
     Ok(stopped)
 }

@@ -23,8 +23,12 @@ pub enum Error {
     #[error("the local cluster makes network namespaces and needs root; run it as root")]
     NotRoot,
 
-    /// The cluster name cannot name a network namespace.
-    #[error("cluster name {0:?}: use 1 to 20 lowercase letters, digits and '-'")]
+    /// The cluster name cannot name a network namespace, or names one that another
+    /// cluster's pods would use.
+    #[error(
+        "cluster name {0:?}: use 1 to 20 lowercase letters, digits and '-', not ending in \
+         -p-<number>-<number> (another cluster's pod namespaces are named so)"
+    )]
     BadName(String),
 
     /// Building the Kubernetes components failed.

@@ -17,7 +17,8 @@ impl Layout {
             && name.len() <= 20
             && name
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !looks_like_a_pod_netns(name);
         if !valid {
             return Err(Error::BadName(name.to_string()));
         }
@@ -79,6 +80,14 @@ impl Layout {
     }
 }
 
+/// Whether `lc-<name>` would be a pod namespace of another cluster: cluster `a`'s pods
+/// live in `lc-a-p-<n>-<n>`, so a cluster named `a-p-1-2` would share one.
+fn looks_like_a_pod_netns(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(parts.as_slice(), [.., first, "p", a, b] if !first.is_empty() && number(a) && number(b))
+}
+
 /// The folder that holds every cluster's folder.
 pub fn clusters_home() -> PathBuf {
     if let Some(home) = std::env::var_os("LOCALCLUSTER_HOME") {
@@ -88,4 +97,26 @@ pub fn clusters_home() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| "/root".into());
     home.join(".cache/localcluster/clusters")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_may_not_be_another_clusters_pod_namespace() {
+        for good in ["dev", "lc", "test-1", "a-p", "a-p-1", "p-1-2", "a-p-1-2x"] {
+            assert!(Layout::new(good, None).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "a-p-1-2",
+            "x-y-p-10-200",
+            "a-much-too-long-name-here",
+        ] {
+            assert!(Layout::new(bad, None).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,14 +1,17 @@
 //! Starting and stopping the cluster's processes. Each one has a pid file naming its pid,
 //! its start time and its program, so that `down`, or an `up` after a crash, finds and stops
 //! exactly what the cluster started, and never a process that merely reused a pid. (The
-//! start time, unlike the command line, stays the same across `exec`.)
+//! start time, unlike the command line, stays the same across `exec`.) Each one also leads
+//! a process group of its own, and is stopped with its group, so that what it started
+//! (a shell's children) goes with it.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::{Error, Layout};
@@ -101,19 +104,59 @@ pub fn recorded(layout: &Layout) -> Vec<String> {
     names
 }
 
-/// Stops a process: SIGTERM, then SIGKILL after `grace`. Removes its pid file. Returns
-/// whether a running process was stopped.
+/// Stops a process and its process group: SIGTERM, then SIGKILL after `grace`. Removes its
+/// pid file. Returns whether a running process was stopped.
 pub fn stop(layout: &Layout, name: &str, grace: Duration) -> bool {
-    let path = pid_file(layout, name);
-    let stopped = match read_pid_file(&path) {
-        Some((pid, started)) if is_ours(pid, started) => {
-            terminate(pid, started, grace);
-            true
-        }
-        _ => false,
-    };
-    let _ = fs::remove_file(&path);
-    stopped
+    !stop_all(layout, &[name.to_string()], grace).is_empty()
+}
+
+/// Stops the named processes at once, each with its process group (every process the
+/// cluster records leads a group of its own, so a shell's children go with the shell):
+/// SIGTERM to all, then SIGKILL to what is left after `grace`. Removes their pid files.
+/// Returns the names of those that were running.
+pub fn stop_all(layout: &Layout, names: &[String], grace: Duration) -> Vec<String> {
+    let running: Vec<(String, u32)> = names
+        .iter()
+        .filter_map(|name| {
+            let (pid, started) = read_pid_file(&pid_file(layout, name))?;
+            is_ours(pid, started).then(|| (name.clone(), pid))
+        })
+        .collect();
+    let groups: Vec<u32> = running.iter().map(|(_, pid)| *pid).collect();
+
+    signal_groups(&groups, Signal::SIGTERM);
+    wait_for_groups(&groups, grace);
+    signal_groups(&groups, Signal::SIGKILL);
+    wait_for_groups(&groups, Duration::from_secs(2));
+
+    for name in names {
+        let _ = fs::remove_file(pid_file(layout, name));
+    }
+    running.into_iter().map(|(name, _)| name).collect()
+}
+
+/// The live processes (zombies aside) whose network namespace is the one bound at one of
+/// `netns_paths` (`/run/netns/<name>`): a namespace is the same when its device and inode
+/// are, as `ip netns identify` compares them.
+pub fn in_network_namespaces(netns_paths: &[PathBuf]) -> Vec<u32> {
+    let wanted: Vec<(u64, u64)> = netns_paths
+        .iter()
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|meta| (meta.dev(), meta.ino()))
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            let Ok(meta) = fs::metadata(format!("/proc/{pid}/ns/net")) else {
+                return false;
+            };
+            wanted.contains(&(meta.dev(), meta.ino()))
+                && matches!(stat(*pid), Some((state, _)) if !matches!(state, 'Z' | 'X'))
+        })
+        .collect()
 }
 
 /// Resident memory of a process, in KiB.
@@ -132,27 +175,55 @@ fn reap(pid: u32) {
     );
 }
 
-fn terminate(pid: u32, started: u64, grace: Duration) {
-    let target = Pid::from_raw(pid as i32);
-    let _ = kill(target, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        reap(pid);
-        if !is_ours(pid, started) {
-            reap(pid);
+/// Sends `signal` to each process group that still has a live member. A group outlives its
+/// leader while any member does, and its id is not reused until then, so a group with
+/// members is still the one the cluster started.
+fn signal_groups(groups: &[u32], signal: Signal) {
+    let live = live_groups(groups);
+    for pgid in groups.iter().filter(|g| live.contains(g)) {
+        let _ = killpg(Pid::from_raw(*pgid as i32), signal);
+    }
+}
+
+/// Waits until no process of `groups` is alive, or `limit` has passed.
+fn wait_for_groups(groups: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        for leader in groups {
+            reap(*leader);
+        }
+        if live_groups(groups).is_empty() || Instant::now() >= deadline {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = kill(target, Signal::SIGKILL);
-    for _ in 0..100 {
-        reap(pid);
-        if !is_ours(pid, started) {
-            reap(pid);
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+}
+
+/// Those of `groups` that have a member that is alive (not a zombie).
+fn live_groups(groups: &[u32]) -> Vec<u32> {
+    if groups.is_empty() {
+        return Vec::new();
     }
+    let mut live: Vec<u32> = all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let (state, pgid) = state_and_group(pid)?;
+            (!matches!(state, 'Z' | 'X') && groups.contains(&pgid)).then_some(pgid)
+        })
+        .collect();
+    live.sort_unstable();
+    live.dedup();
+    live
+}
+
+/// Every process id in `/proc`.
+fn all_pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 fn pid_file(layout: &Layout, name: &str) -> PathBuf {
@@ -166,14 +237,26 @@ fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
     Some((pid, lines.next()?.trim().parse().ok()?))
 }
 
-/// The process's state letter and start time (in clock ticks since boot), from
-/// `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(char, u64)> {
+/// The fields of `/proc/<pid>/stat` after the command name, which is in parentheses and may
+/// hold spaces: the state letter first.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: read after its last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let rest = stat.rsplit_once(") ")?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The process's state letter and start time (in clock ticks since boot).
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let fields = stat_fields(pid)?;
     let state = fields.first()?.chars().next()?;
     Some((state, fields.get(19)?.parse().ok()?))
+}
+
+/// The process's state letter and process group.
+fn state_and_group(pid: u32) -> Option<(char, u32)> {
+    let fields = stat_fields(pid)?;
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields.get(2)?.parse().ok()?))
 }
 
 fn start_time(pid: u32) -> Option<u64> {

@@ -338,6 +338,92 @@ async fn names_resolve_and_an_https_probe_waits_for_unseal() {
     eprintln!("Ready {:.1}s after unseal", took.as_secs_f64());
 }
 
+/// Names made after a pod started reach it through the agent's watch: another pod by
+/// `<pod>.<headless-svc>.<ns>.svc` and `.svc.cluster.local`, and a ClusterIP Service by its
+/// short name and `<svc>.<ns>.svc`.
+#[tokio::test]
+async fn a_pod_resolves_a_pod_and_services_made_after_it() {
+    let cluster = cluster().await;
+    let client = cluster.client();
+    let ns = test_namespace(&client, "peers")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names = [
+        format!("peer-b.peers.{ns}.svc"),
+        format!("peer-b.peers.{ns}.svc.cluster.local"),
+        "web".to_string(),
+        format!("web.{ns}.svc"),
+    ];
+
+    // A looks every name up each second, printing `name=address` (nothing when unknown).
+    let script = format!(
+        "while true; do for n in {}; do set -- $(getent hosts \"$n\"); echo \"$n=$1\"; \
+         done; sleep 1; done",
+        names.join(" ")
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let a: Pod = object(json!({"metadata": {"name": "peer-a"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "debian", "command": ["sh", "-c", script]}]}}));
+    pods.create(&PostParams::default(), &a)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unknown = format!("web.{ns}.svc=\n");
+    eventually(
+        "peer-a looks names up before they exist",
+        Duration::from_secs(60),
+        || async {
+            log(&cluster, &ns, "peer-a", "main")
+                .contains(&unknown)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for service in [
+        json!({"metadata": {"name": "peers"}, "spec": {"clusterIP": "None",
+            "selector": {"app": "peer"}, "ports": [{"name": "http", "port": 8080}]}}),
+        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "peer"},
+            "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}}),
+    ] {
+        services
+            .create(&PostParams::default(), &object(service))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let b: Pod = object(
+        json!({"metadata": {"name": "peer-b", "labels": {"app": "peer"}},
+        "spec": {"hostname": "peer-b", "subdomain": "peers", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}),
+    );
+    pods.create(&PostParams::default(), &b)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (b_ip, _) = eventually("peer-b Ready", Duration::from_secs(60), || async {
+        let pod = pods.get("peer-b").await.ok()?;
+        (ready(&pod) && !pod_ip(&pod).is_empty()).then(|| pod_ip(&pod))
+    })
+    .await;
+    let a_ip = pod_ip(&pods.get("peer-a").await.unwrap_or_else(|e| panic!("{e}")));
+    assert_ne!(a_ip, b_ip, "two pods, two addresses");
+
+    let wanted: Vec<String> = names.iter().map(|n| format!("{n}={b_ip}\n")).collect();
+    let (_, took) = eventually(
+        "peer-a resolves every name to peer-b",
+        Duration::from_secs(60),
+        || async {
+            let text = log(&cluster, &ns, "peer-a", "main");
+            wanted.iter().all(|line| text.contains(line)).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "names reached peer-a {:.1}s after peer-b was Ready",
+        took.as_secs_f64()
+    );
+}
+
 fn inside_curl(cluster: &LocalCluster, args: &[&str]) -> String {
     let mut curl = vec!["curl", "-sk", "--max-time", "10"];
     curl.extend_from_slice(args);

@@ -19,13 +19,16 @@ pub mod storage;
 pub mod volumes;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::watcher;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::{Error, Layout};
@@ -84,12 +87,77 @@ pub async fn run(agent: Agent) -> Result<(), Error> {
 
     keep_alive.abort();
     storage.abort();
-    for (_, (events, worker)) in std::mem::take(&mut workers) {
-        let _ = events.send(PodEvent::Shutdown).await;
-        let _ = worker.await;
-    }
-    network::delete_all(&agent.layout.netns())?;
+    // All pods at once: one after another, their grace periods would add up past the time
+    // `down` gives the agent.
+    let stopping = std::mem::take(&mut workers)
+        .into_values()
+        .map(|(events, worker)| async move {
+            let _ = events.send(PodEvent::Shutdown).await;
+            let _ = worker.await;
+        });
+    futures::future::join_all(stopping).await;
+    // What the workers did not stop: pods still in their grace period after a deletion,
+    // and processes that left their container's group.
+    let layout = agent.layout.clone();
+    tokio::task::spawn_blocking(move || clean_up(&layout))
+        .await
+        .map_err(|e| Error::Command {
+            command: "cleaning up after the pods".into(),
+            reason: e.to_string(),
+        })??;
     result
+}
+
+/// How long the processes of pods an agent left behind get between SIGTERM and SIGKILL.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops every process and removes every network namespace the cluster's pods left: what
+/// a crashed or killed agent never stopped. `down`, and `up` after a crash, call it with
+/// the agent gone.
+///
+/// The recorded container processes are stopped with their process groups, all at once;
+/// then anything still inside one of the cluster's pod namespaces (a process that left
+/// its container's group, or whose container's record was never written) is stopped too.
+/// Only this cluster's are touched: its own pid files, and the namespaces named after it.
+/// Returns the names of the recorded container processes that were running.
+pub fn clean_up(layout: &Layout) -> Result<Vec<String>, Error> {
+    let records: Vec<String> = crate::process::recorded(layout)
+        .into_iter()
+        .filter(|name| name.starts_with(pods::RECORD_PREFIX))
+        .collect();
+    let stopped = crate::process::stop_all(layout, &records, LEFTOVER_GRACE);
+
+    let namespaces: Vec<PathBuf> = network::pod_namespaces(&layout.netns())
+        .iter()
+        .map(|name| Path::new("/run/netns").join(name))
+        .collect();
+    stop_everything_in(&namespaces, Duration::from_secs(2));
+    network::delete_all(&layout.netns())?;
+    Ok(stopped)
+}
+
+/// Stops every process inside the network namespaces bound at `netns_paths`: SIGTERM, and
+/// SIGKILL to what is left after `grace`, until none is left. A process may fork while
+/// it is being stopped, so each round looks again.
+pub fn stop_everything_in(netns_paths: &[PathBuf], grace: Duration) {
+    let inside = || crate::process::in_network_namespaces(netns_paths);
+    let signal_all = |signal: Signal| {
+        for pid in inside() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+    };
+    signal_all(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !inside().is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..40 {
+        if inside().is_empty() {
+            return;
+        }
+        signal_all(Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 async fn watch_pods(

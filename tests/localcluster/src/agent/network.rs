@@ -65,6 +65,32 @@ pub fn netns_prefix(cluster_netns: &str) -> String {
     format!("{cluster_netns}-p-")
 }
 
+/// Whether `name` is a pod namespace of the cluster whose namespace is `cluster_netns`: the
+/// prefix, then the last two numbers of the pod's address. Matching the whole name keeps
+/// another cluster's namespaces out (cluster `a`'s prefix `lc-a-p-` also starts the pod
+/// namespaces of a cluster `a-p-1`, `lc-a-p-1-p-3-4`).
+pub fn is_pod_netns(cluster_netns: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&netns_prefix(cluster_netns)) else {
+        return false;
+    };
+    let number = |s: &str| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    rest.split_once('-')
+        .is_some_and(|(a, b)| number(a) && number(b))
+}
+
+/// The names of the cluster's pod namespaces that exist.
+pub fn pod_namespaces(cluster_netns: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| is_pod_netns(cluster_netns, name))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Makes the pod's namespace and wires it to the bridge in `cluster_netns`.
 pub fn create(cluster_netns: &str, ip: Ipv4Addr) -> Result<PodNetwork, Error> {
     let [_, _, a, b] = ip.octets();
@@ -115,16 +141,33 @@ pub fn delete(cluster_netns: &str, network: &PodNetwork) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes every pod namespace of a cluster (after a crash, or on `down`).
+/// Removes every pod namespace of a cluster (after a crash, or on `down`); tries them all
+/// and fails with the first that could not be removed.
 pub fn delete_all(cluster_netns: &str) -> Result<(), Error> {
-    let prefix = netns_prefix(cluster_netns);
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return Ok(());
-    };
-    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-        if name.starts_with(&prefix) {
-            ip(&["netns", "delete", &name])?;
+    let mut first_error = None;
+    for name in pod_namespaces(cluster_netns) {
+        if let Err(e) = ip(&["netns", "delete", &name]) {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_owns_only_the_pod_namespaces_named_after_it() {
+        assert!(is_pod_netns("lc-a", "lc-a-p-1-2"));
+        assert!(is_pod_netns("lc-a", "lc-a-p-255-254"));
+        assert!(!is_pod_netns("lc-a", "lc-a"), "the cluster's own");
+        assert!(!is_pod_netns("lc-a", "lc-a-p-1"), "cluster a-p-1's own");
+        assert!(
+            !is_pod_netns("lc-a", "lc-a-p-1-p-3-4"),
+            "a pod of cluster a-p-1"
+        );
+        assert!(!is_pod_netns("lc-a", "lc-ab-p-1-2"), "a pod of cluster ab");
+        assert!(!is_pod_netns("lc-a", "lc-a-p-1-2x"));
+    }
 }

@@ -42,6 +42,8 @@ const FIRST_BACK_OFF: Duration = Duration::from_secs(1);
 const MAX_BACK_OFF: Duration = Duration::from_secs(30);
 /// How soon a container whose configuration could not be read is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(3);
+/// The start of the name of every container's pid record (`pod_<ns>_<pod>_<container>`).
+pub const RECORD_PREFIX: &str = "pod_";
 /// How often Secret, ConfigMap and token volumes are compared with their sources.
 const VOLUME_REFRESH: Duration = Duration::from_secs(20);
 
@@ -569,7 +571,11 @@ impl PodWorker {
     }
 
     fn record_name(&self, container: &str) -> String {
-        format!("pod_{}_{}_{container}", self.namespace(), self.name())
+        format!(
+            "{RECORD_PREFIX}{}_{}_{container}",
+            self.namespace(),
+            self.name()
+        )
     }
 
     fn watch_probes(&mut self, index: usize, pid: u32) {
@@ -681,7 +687,7 @@ impl PodWorker {
     }
 
     /// Stops every running container: SIGTERM to its process group, the grace period, then
-    /// SIGKILL.
+    /// SIGKILL; then whatever else is left in the pod's network namespace.
     async fn stop_all(&mut self) {
         let grace = self.grace_period();
         let running: Vec<u32> = self
@@ -702,6 +708,13 @@ impl PodWorker {
         for pid in &running {
             let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
         }
+        // A process that left its container's group, or outlived a container that exited
+        // (a shell's `sleep &`), is still in the pod's namespace.
+        let netns = Path::new("/run/netns").join(&self.network.netns);
+        let _ = tokio::task::spawn_blocking(move || {
+            super::stop_everything_in(&[netns], Duration::from_secs(2));
+        })
+        .await;
         for run in &self.runs {
             crate::process::forget(&self.agent.layout, &self.record_name(&run.container.name));
         }

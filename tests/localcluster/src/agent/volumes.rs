@@ -34,8 +34,8 @@ pub struct PodVolumes {
     pub paths: BTreeMap<String, PathBuf>,
     /// Volumes that are read-only in every container (Secret, ConfigMap, projected).
     pub read_only: Vec<String>,
-    /// When the earliest service-account token should be requested again.
-    renew_at: Option<Instant>,
+    /// When the service-account tokens should be requested again.
+    renewal: TokenRenewal,
     /// What each projected volume last held, to write only on change.
     written: BTreeMap<String, Files>,
 }
@@ -58,7 +58,9 @@ impl PodVolumes {
         dir: &Path,
     ) -> Result<(), Error> {
         let spec = pod.spec.clone().unwrap_or_default();
-        let token_due = self.renew_at.is_none_or(|at| Instant::now() >= at);
+        let now = Instant::now();
+        let token_due = self.renewal.due(now);
+        let mut lifetimes = Vec::new();
         for volume in spec.volumes.iter().flatten() {
             let folder = dir.join("volumes").join(&volume.name);
             if let Some(path) = plain_volume(client, pod, volume, &folder).await? {
@@ -75,10 +77,7 @@ impl PodVolumes {
                 continue;
             }
             let (files, lifetime) = projected_files(client, pod, volume).await?;
-            if let Some(life) = lifetime {
-                let renew = Instant::now() + life.mul_f32(0.8);
-                self.renew_at = Some(self.renew_at.map_or(renew, |at| at.min(renew)));
-            }
+            lifetimes.extend(lifetime);
             if self.written.get(&volume.name) != Some(&files) {
                 write_atomically(&folder, &files)?;
                 self.written.insert(volume.name.clone(), files);
@@ -88,7 +87,42 @@ impl PodVolumes {
                 self.read_only.push(volume.name.clone());
             }
         }
+        // Only a pass that wrote every volume moves the deadline: after an error the tokens
+        // are still due, and the next pass requests them again.
+        self.renewal.requested(now, token_due, &lifetimes);
         Ok(())
+    }
+}
+
+/// When a pod's service-account tokens are due again: at 80% of the shortest life among
+/// them, counted from when they were requested.
+#[derive(Debug, Default)]
+struct TokenRenewal {
+    /// None before the first tokens, and after a pass that was due requested none.
+    at: Option<Instant>,
+}
+
+impl TokenRenewal {
+    /// Whether the tokens must be requested again at `now`.
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_none_or(|at| now >= at)
+    }
+
+    /// Records a pass begun at `now` that requested tokens of these lifetimes. A pass that
+    /// was due requested every token, so they alone set the next deadline (the one before
+    /// has passed, and keeping it would make every later pass due); a pass that was not
+    /// due requested only the first token of a volume new to the pod, which may only bring
+    /// the deadline nearer.
+    fn requested(&mut self, now: Instant, was_due: bool, lifetimes: &[Duration]) {
+        let next = lifetimes.iter().map(|life| now + life.mul_f32(0.8)).min();
+        self.at = if was_due {
+            next
+        } else {
+            match (self.at, next) {
+                (Some(at), Some(next)) => Some(at.min(next)),
+                (at, next) => at.or(next),
+            }
+        };
     }
 }
 
@@ -479,6 +513,78 @@ fn chrono_stamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_renewed_token_is_due_again_at_80_percent_of_its_new_life() {
+        let start = Instant::now();
+        let mut renewal = TokenRenewal::default();
+        assert!(renewal.due(start), "the first tokens are due at once");
+        renewal.requested(start, true, &[HOUR]);
+        assert!(!renewal.due(start + HOUR.mul_f32(0.79)));
+
+        let renewed = start + HOUR.mul_f32(0.8);
+        assert!(renewal.due(renewed));
+        renewal.requested(renewed, true, &[HOUR]);
+        assert!(
+            !renewal.due(renewed + Duration::from_secs(20)),
+            "a renewed token is not due at the next refresh"
+        );
+        assert!(!renewal.due(renewed + HOUR.mul_f32(0.79)));
+        assert!(renewal.due(renewed + HOUR.mul_f32(0.8)));
+    }
+
+    #[test]
+    fn refreshes_every_20s_request_a_token_once_per_80_percent_of_its_life() {
+        let start = Instant::now();
+        let mut renewal = TokenRenewal::default();
+        let mut requests = 0;
+        // Four hours of the worker's 20 s refreshes, one hour tokens.
+        for tick in 0..(4 * 3600 / 20) {
+            let now = start + Duration::from_secs(20 * tick);
+            let due = renewal.due(now);
+            if due {
+                requests += 1;
+            }
+            renewal.requested(now, due, if due { &[HOUR] } else { &[] });
+        }
+        // About every 48 minutes: at 0, 48, 96, 144 and 192.
+        assert_eq!(
+            requests, 5,
+            "not one per refresh once the first deadline passed"
+        );
+    }
+
+    #[test]
+    fn the_shortest_token_sets_the_deadline_and_a_new_volume_only_brings_it_nearer() {
+        let start = Instant::now();
+        let mut renewal = TokenRenewal::default();
+        renewal.requested(start, true, &[HOUR, HOUR / 2]);
+        assert!(renewal.due(start + (HOUR / 2).mul_f32(0.8)));
+
+        let mut renewal = TokenRenewal::default();
+        renewal.requested(start, true, &[HOUR]);
+        let later = start + Duration::from_secs(60);
+        renewal.requested(later, false, &[HOUR * 2]);
+        assert!(
+            renewal.due(start + HOUR.mul_f32(0.8)),
+            "a longer token added later does not push the first one's deadline back"
+        );
+        renewal.requested(later, false, &[Duration::from_secs(600)]);
+        assert!(!renewal.due(later + Duration::from_secs(470)));
+        assert!(renewal.due(later + Duration::from_secs(481)));
+    }
+
+    #[test]
+    fn tokens_stay_due_after_a_pass_that_failed() {
+        let start = Instant::now();
+        let mut renewal = TokenRenewal::default();
+        renewal.requested(start, true, &[HOUR]);
+        let due_at = start + HOUR.mul_f32(0.8);
+        // The pass at `due_at` failed before `requested`: nothing moved.
+        assert!(renewal.due(due_at + Duration::from_secs(20)));
+    }
 
     #[test]
     fn rewrites_swap_data_and_keep_links() {
