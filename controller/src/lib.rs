@@ -5,12 +5,14 @@
 //! - [`keystore`]: where unseal keys and the root token are kept.
 //! - [`unseal`]: initialise once, keep keys, unseal every pod, join Raft peers.
 //! - [`crash`]: crash points for fault-injection tests.
+//! - [`external`]: `externalConfig` applied to a running Vault, and kept applied.
 //! - [`build`], [`reconcile`]: the Kubernetes objects of a `Vault`, built and applied.
 //! - [`template`]: the per-pod rendering of the configuration (`template` subcommand).
 //! - [`metrics`], [`operations`], [`leader`]: running the controller.
 
 pub mod build;
 pub mod crash;
+pub mod external;
 pub mod keystore;
 pub mod leader;
 pub mod metrics;

@@ -78,10 +78,14 @@ fn variable_name(expression: &str) -> Result<&str, TemplateError> {
     let name = if let Some(name) = trimmed.strip_prefix(".Env.") {
         Some(name)
     } else if let Some(quoted) = trimmed.strip_prefix("env") {
-        quoted
-            .trim_start()
-            .strip_prefix('"')
-            .and_then(|q| q.strip_suffix('"'))
+        // Go templates quote with `"` or, as a raw string, with backticks; Bank-Vaults'
+        // own reference configuration writes both.
+        let quoted = quoted.trim_start();
+        ['"', '`'].into_iter().find_map(|quote| {
+            quoted
+                .strip_prefix(quote)
+                .and_then(|q| q.strip_suffix(quote))
+        })
     } else {
         None
     };
@@ -131,12 +135,12 @@ mod tests {
     #[test]
     fn expands_both_forms_with_spaces() {
         let text = r#"{"a": "https://${.Env.POD_NAME}:8201", "b": "${ .Env.VAULT_STORAGE_FILE }",
-            "c": "${env "POD_NAME"}", "d": "${ env  "POD_NAME" }"}"#;
+            "c": "${env "POD_NAME"}", "d": "${ env  "POD_NAME" }", "e": "${env `POD_NAME`}"}"#;
         let rendered = expand(text, env).unwrap_or_default();
         assert_eq!(
             rendered,
             r#"{"a": "https://vault-1:8201", "b": "/vault/file",
-            "c": "vault-1", "d": "vault-1"}"#
+            "c": "vault-1", "d": "vault-1", "e": "vault-1"}"#
         );
     }
 

@@ -166,6 +166,19 @@ pub enum Trust {
     SystemRoots,
 }
 
+/// A TLS configuration that trusts no certificate, for clients that speak plain HTTP.
+fn no_trust_tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("choosing TLS versions: {error}"))
+        .map(|builder| {
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+}
+
 /// A TLS configuration that trusts the system's root certificates.
 fn system_tls_config() -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -203,12 +216,15 @@ impl VaultPodClient {
             pod: endpoint.pod.clone(),
             reason,
         };
+        let plain = *trust == Trust::Plain;
         let tls = match trust {
-            Trust::Plain => None,
-            Trust::Ca(ca_pem) => Some(tls_config(ca_pem.as_bytes()).map_err(build_error)?),
-            Trust::SystemRoots => Some(system_tls_config().map_err(build_error)?),
+            // reqwest builds a TLS backend even for plain HTTP, and panics without a
+            // process-wide crypto provider: give it one that trusts nothing instead.
+            Trust::Plain => no_trust_tls_config().map_err(build_error)?,
+            Trust::Ca(ca_pem) => tls_config(ca_pem.as_bytes()).map_err(build_error)?,
+            Trust::SystemRoots => system_tls_config().map_err(build_error)?,
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if plain { "http" } else { "https" };
         let base = format!(
             "{scheme}://{}:{}/",
             endpoint.server_name,
@@ -224,9 +240,7 @@ impl VaultPodClient {
             .resolve(&endpoint.server_name, endpoint.address)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)));
-        if let Some(tls) = tls {
-            http = http.tls_backend_preconfigured(tls).https_only(true);
-        }
+        http = http.tls_backend_preconfigured(tls).https_only(!plain);
         let http = http
             .build()
             .map_err(|error| build_error(format!("{error}")))?;
@@ -500,6 +514,8 @@ impl VaultPodClient {
         Ok(AuthedClient {
             pod: self.endpoint.pod.clone(),
             client,
+            raw: self.clone(),
+            token: token.clone(),
         })
     }
 
@@ -628,6 +644,9 @@ fn vault_errors(body: &[u8]) -> String {
 pub struct AuthedClient {
     pod: String,
     client: VaultClient,
+    /// The same connection, for [`AuthedClient::request`].
+    raw: VaultPodClient,
+    token: Secret,
 }
 
 impl AuthedClient {
@@ -639,6 +658,22 @@ impl AuthedClient {
     /// The pod it talks to.
     pub fn pod(&self) -> &str {
         &self.pod
+    }
+
+    /// Sends one request to any path under `/v1/` with this client's token, for what
+    /// `vaultrs` lacks or types too narrowly (free-form configuration). Gives the whole JSON
+    /// answer, `null` when Vault answers with no body; an error status is
+    /// [`VaultError::Status`] carrying Vault's messages and never the body.
+    pub async fn request(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, VaultError> {
+        self.raw
+            .call(operation, method, path, Some(&self.token), body)
+            .await
     }
 
     /// Wraps a `vaultrs` error with this pod and an operation.
