@@ -79,23 +79,33 @@ for attempt in $(seq 1 30); do
 done
 rm -f /tmp/demo-apply.$$
 
-step "Waiting for three pods Ready, unsealed, with a Raft leader"
+step "Waiting for three pods Ready, unsealed, with a Raft leader, and externalConfig applied"
 started=$(date +%s)
 kubectl wait -n default vault/vault --for=condition=Ready --timeout=300s
 kubectl wait -n default vault/vault --for=condition=Unsealed --timeout=60s
-echo "Ready $(( $(date +%s) - started ))s after the wait began"
+kubectl wait -n default vault/vault --for=condition=Configured --timeout=120s
+echo "Ready and configured $(( $(date +%s) - started ))s after the wait began"
 
 step "kubectl vault status"
 kubectl vault status -n default vault
 
+ca="$clusters/$name/vault-ca.crt"
+kubectl get secret -n default vault-tls -o jsonpath='{.data.ca\.crt}' | base64 -d > "$ca"
+pod_ip=$(kubectl get pod -n default vault-0 -o jsonpath='{.status.podIP}')
 cat <<EOF
 
 The cluster runs. Use it from this shell with:
   export KUBECONFIG=$KUBECONFIG
   export PATH=$bin:$k8s:\$PATH
   kubectl vault status -n default
-Read a key share's presence (never its value) and the pods:
+Which keys the key store holds (names only) and where the pods run:
   kubectl get secret -n default vault-unseal-keys -o jsonpath='{.data}' | tr , '\n' | cut -d: -f1
   kubectl get pods -n default -o wide
+Read a startup secret from inside the cluster's network, with the stored root token:
+  $bin/localcluster exec --name $name -- curl -sS --cacert $ca \\
+    -H "X-Vault-Token: \$(kubectl get secret -n default vault-unseal-keys \\
+        -o jsonpath='{.data.vault-root}' | base64 -d)" \\
+    --resolve vault-0.default.svc:8200:$pod_ip \\
+    https://vault-0.default.svc:8200/v1/secret/data/accounts/aws
 Stop it with: make down
 EOF

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// the Kubernetes objects are still managed.
     #[arg(long, env = "OPERATE_VAULT", default_value_t = true, action = clap::ArgAction::Set)]
     pub operate_vault: bool,
+    /// Seconds between passes of `externalConfig` when nothing changed, which put back
+    /// what was changed in Vault by hand.
+    #[arg(long, env = "CONFIG_PERIOD_SECONDS", default_value_t = 300)]
+    pub config_period_seconds: u64,
 }
 
 /// Flags of `vault-controller template`.
@@ -172,6 +176,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         },
         requeue: Duration::from_secs(args.requeue_seconds),
         operate_vault: args.operate_vault,
+        config_period: Duration::from_secs(args.config_period_seconds),
     };
     let controller = run_with_metrics(client, options, metrics, shutdown.clone());
     let lost = async {

@@ -708,6 +708,9 @@ impl ControllerProcess {
             ])
             .args(["--log-level", "info,vault_controller=debug"])
             .env("KUBECONFIG", cluster.layout().inside_kubeconfig())
+            // What a pod is given: where Vault's Kubernetes auth finds the API server.
+            .env("KUBERNETES_SERVICE_HOST", localcluster::GATEWAY)
+            .env("KUBERNETES_SERVICE_PORT", "443")
             .stdin(std::process::Stdio::null())
             .stdout(output.try_clone()?)
             .stderr(output)
@@ -804,8 +807,54 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
         values.push(value);
     }
 
-    // A pod that restarts comes back sealed; the pod watch has it unsealed again.
+    // externalConfig is applied: the policy, the kv engine and the startup secrets.
+    let configured = wait_for(
+        "externalConfig applied",
+        Duration::from_secs(60),
+        || async {
+            let status = vaults.get_status("vault").await?.status.unwrap_or_default();
+            Ok(status.is_true(vault_api::status::CONFIGURED))
+        },
+    )
+    .await;
+    if let Err(error) = configured {
+        let status = vaults.get_status("vault").await?.status;
+        eprintln!("status: {}", serde_json::to_string_pretty(&status)?);
+        return Err(error);
+    }
+    println!(
+        "cr-raft.yaml: unsealed and configured {:?} after it was applied",
+        started.elapsed()
+    );
+    let ca_file = controller._folder.path().join("ca.crt");
+    std::fs::write(
+        &ca_file,
+        secret_text(&secrets.get("vault-tls").await?, "ca.crt").unwrap_or_default(),
+    )?;
+    let root = values.last().cloned().unwrap_or_default();
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let read = |path: &'static str| {
+        let (pods, cluster, ca_file, root, ns) = (&pods, &cluster, &ca_file, &root, &ns);
+        async move {
+            let pod = pods.get("vault-0").await?;
+            let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
+            let host = format!("vault-0.{ns}.svc");
+            vault_get(cluster, ca_file, &host, &ip, path, Some(root)).map_err(BoxError::from)
+        }
+    };
+    let policy = read("sys/policies/acl/allow_secrets").await?;
+    assert!(
+        policy["data"]["policy"]
+            .as_str()
+            .is_some_and(|rules| rules.contains("secret/*")),
+        "{policy}"
+    );
+    let role = read("auth/kubernetes/role/default").await?;
+    assert_eq!(role["data"]["bound_service_account_names"][0], "default");
+    let secret = read("secret/data/accounts/aws").await?;
+    assert_eq!(secret["data"]["data"]["AWS_SECRET_ACCESS_KEY"], "s3cr3t");
+
+    // A pod that restarts comes back sealed; the pod watch has it unsealed again.
     let old = uid_of(&pods, "vault-1").await?;
     let restarted = Instant::now();
     pods.delete("vault-1", &DeleteParams::default()).await?;
@@ -886,12 +935,6 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
 
     // Scaling up, new peers join and are unsealed; scaling back down, the departed peers
     // leave the Raft configuration, so they no longer count towards the quorum.
-    let ca_file = controller._folder.path().join("ca.crt");
-    std::fs::write(
-        &ca_file,
-        secret_text(&secrets.get("vault-tls").await?, "ca.crt").unwrap_or_default(),
-    )?;
-    let root = values.last().cloned().unwrap_or_default();
     let peers = || async {
         let pod = pods.get("vault-0").await?;
         let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();

@@ -4,6 +4,7 @@
 
 mod apply;
 mod certificates;
+mod config_step;
 mod status;
 mod vault_step;
 
@@ -29,6 +30,7 @@ use vault_api::status::{ConditionUpdate, READY, VaultStatus};
 
 pub use apply::{ApplyError, apply_all, apply_namespaced};
 pub use certificates::{CertificateError, TLS_DIGEST_ANNOTATION, Trust, ensure_certificates};
+pub use config_step::{ConfigMemory, ConfigObservation};
 pub use status::{StatusError, write_status};
 pub use vault_step::VaultObservation;
 
@@ -53,6 +55,9 @@ pub struct ControllerOptions {
     /// for a controller that cannot reach pod addresses (one outside the cluster's
     /// network): it then manages the Kubernetes objects only.
     pub operate_vault: bool,
+    /// How often `externalConfig` is applied again when nothing changed, to put back what
+    /// was changed in Vault by hand.
+    pub config_period: Duration,
 }
 
 impl Default for ControllerOptions {
@@ -62,6 +67,7 @@ impl Default for ControllerOptions {
             build: BuildOptions::default(),
             requeue: Duration::from_secs(300),
             operate_vault: true,
+            config_period: Duration::from_secs(300),
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Counters and timings for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// What the last configuration pass of each `Vault` left.
+    pub config_memory: ConfigMemory,
 }
 
 impl Context {
@@ -209,19 +217,39 @@ async fn reconcile_inner(
     apply_all(ctx, &defaulted, &desired).await?;
     debug!("applied every object");
 
-    let observed = vault_step::operate(ctx, &defaulted, &desired, &trust)
+    let (observed, configured) = vault_step::operate(ctx, &defaulted, &desired, &trust)
         .await
         .map_err(|source| ReconcileError::Pods {
             name: vault.name_any(),
             source,
         })?;
 
-    status::write_workload_status(ctx, vault, &desired, &observed, &trust).await?;
-    if observed.settled(defaulted.spec.config.is_raft()) {
-        Ok(Action::requeue(ctx.options.requeue))
-    } else {
-        Ok(Action::requeue(vault_step::NOT_CONVERGED_REQUEUE))
+    let steps = status::Steps {
+        vault: &observed,
+        config: &configured,
+        trust: &trust,
+    };
+    status::write_workload_status(ctx, vault, &desired, steps).await?;
+    Ok(next_pass(ctx, &defaulted, &observed, &configured))
+}
+
+/// When to look at the `Vault` again, besides watch events.
+fn next_pass(
+    ctx: &Context,
+    vault: &Vault,
+    observed: &VaultObservation,
+    configured: &ConfigObservation,
+) -> Action {
+    if !observed.settled(vault.spec.config.is_raft()) {
+        return Action::requeue(vault_step::NOT_CONVERGED_REQUEUE);
     }
+    if configured.failed() {
+        return Action::requeue(config_step::RETRY_FAILED);
+    }
+    if vault.spec.external_config.is_empty() {
+        return Action::requeue(ctx.options.requeue);
+    }
+    Action::requeue(ctx.options.requeue.min(ctx.options.config_period))
 }
 
 fn set(status: &mut VaultStatus, update: ConditionUpdate<'_>) {
@@ -375,6 +403,7 @@ pub async fn run_with_metrics<F>(
         options: options.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        config_memory: ConfigMemory::default(),
     });
 
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {

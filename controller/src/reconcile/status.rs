@@ -9,7 +9,7 @@ use vault_api::Vault;
 use vault_api::status::{ConditionUpdate, READY, TLS, VaultStatus};
 
 use super::Context;
-use super::{Trust, VaultObservation};
+use super::{ConfigObservation, Trust, VaultObservation};
 use crate::build::Desired;
 
 /// Why the status could not be written.
@@ -62,14 +62,23 @@ pub async fn write_status(
     })
 }
 
-/// Writes what the workload and the Vault step show: pod names, Ready pods, the Ready
-/// condition, and what the pods said about their seal and Raft role.
+/// What the steps after apply saw, for the status.
+pub(super) struct Steps<'a> {
+    /// The Vault step.
+    pub vault: &'a VaultObservation,
+    /// The configuration step.
+    pub config: &'a ConfigObservation,
+    /// How the pods' certificates are checked.
+    pub trust: &'a Trust,
+}
+
+/// Writes what the workload and the steps show: pod names, Ready pods, the Ready
+/// condition, what the pods said about their seal and Raft role, and the configuration.
 pub(super) async fn write_workload_status(
     ctx: &Context,
     vault: &Vault,
     desired: &Desired,
-    vault_step: &VaultObservation,
-    trust: &Trust,
+    steps: Steps<'_>,
 ) -> Result<(), StatusError> {
     let namespace = vault.namespace().unwrap_or_default();
     let name = vault.name_any();
@@ -104,8 +113,9 @@ pub(super) async fn write_workload_status(
         status.ready_pods = Some(ready);
         status.observed_generation = vault.metadata.generation;
         status.set_condition(update, Time(k8s_openapi::jiff::Timestamp::now()));
-        vault_step.apply_to(status, vault);
-        let (ok, reason, message) = trust_condition(vault, trust);
+        steps.vault.apply_to(status, vault);
+        steps.config.apply_to(status, vault);
+        let (ok, reason, message) = trust_condition(vault, steps.trust);
         let tls = ConditionUpdate {
             type_: TLS,
             status: ok,

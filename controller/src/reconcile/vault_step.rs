@@ -18,6 +18,7 @@ use vault_api::defaults::{APP_LABEL, CR_LABEL};
 use vault_api::status::{ConditionUpdate, INITIALIZED, UNSEALED, VaultStatus};
 use vault_api::unseal::KeyStoreKind;
 
+use super::config_step::{self, ConfigObservation};
 use super::{Context, Trust};
 use crate::build::{Desired, VAULT_CONTAINER};
 use crate::keystore::{KeyStore, ROOT_TOKEN, SecretKeyStore, SecretLocation};
@@ -126,26 +127,33 @@ pub async fn operate(
     vault: &Vault,
     desired: &Desired,
     trust: &Trust,
-) -> Result<VaultObservation, kube::Error> {
+) -> Result<(VaultObservation, ConfigObservation), kube::Error> {
+    let observed = unseal_pass(ctx, vault, desired, trust).await?;
+    Ok((observed.0, observed.1.unwrap_or_default()))
+}
+
+/// The unseal pass, and the configuration pass when Vault is ready for one.
+async fn unseal_pass(
+    ctx: &Context,
+    vault: &Vault,
+    desired: &Desired,
+    trust: &Trust,
+) -> Result<(VaultObservation, Option<ConfigObservation>), kube::Error> {
+    let blocked = |reason, message| Ok((VaultObservation::Blocked { reason, message }, None));
     if !ctx.options.operate_vault {
-        return Ok(VaultObservation::Skipped);
+        return Ok((VaultObservation::Skipped, None));
     }
     let name = vault.name_any();
     let namespace = vault.namespace().unwrap_or_default();
 
     let store = match key_store(ctx, vault) {
         Ok(store) => store,
-        Err(message) => {
-            return Ok(VaultObservation::Blocked {
-                reason: "KeyStoreUnsupported",
-                message,
-            });
-        }
+        Err(message) => return blocked("KeyStoreUnsupported", message),
     };
 
     let pods = running_pods(ctx, &namespace, &name).await?;
     if pods.is_empty() {
-        return Ok(VaultObservation::NoPods);
+        return Ok((VaultObservation::NoPods, None));
     }
     // Only pod 0 is ever initialised (two pods initialised apart would hold different
     // keys), so until Vault is known to be initialised the pass waits for it to run.
@@ -155,7 +163,7 @@ pub async fn operate(
         .as_ref()
         .is_some_and(|status| status.is_true(INITIALIZED));
     if !initialised && pods.first().is_none_or(|(pod, _)| *pod != first) {
-        return Ok(VaultObservation::NoPods);
+        return Ok((VaultObservation::NoPods, None));
     }
     let port = u16::try_from(vault.spec.api_port()).unwrap_or(8200);
     let mut clients = Vec::with_capacity(pods.len());
@@ -168,12 +176,7 @@ pub async fn operate(
         };
         match VaultPodClient::with_trust(endpoint, trust, POD_TIMEOUT) {
             Ok(client) => clients.push(client),
-            Err(error) => {
-                return Ok(VaultObservation::Blocked {
-                    reason: "TlsUnusable",
-                    message: error.to_string(),
-                });
-            }
+            Err(error) => return blocked("TlsUnusable", error.to_string()),
         }
     }
     let cluster = Cluster {
@@ -197,7 +200,9 @@ pub async fn operate(
             if !report.reset_required.is_empty() {
                 reset_storage(ctx, vault, desired, &report.reset_required).await?;
             }
-            Ok(VaultObservation::Observed(report))
+            let configured =
+                config_step::configure(ctx, vault, &cluster, store.as_ref(), &report).await;
+            Ok((VaultObservation::Observed(report), Some(configured)))
         }
         Err(error) => {
             let (reason, transient) = classify(&error);
@@ -210,7 +215,7 @@ pub async fn operate(
                 ctx.publish(vault, EventType::Warning, reason, message.clone())
                     .await;
             }
-            Ok(VaultObservation::Blocked { reason, message })
+            blocked(reason, message)
         }
     }
 }

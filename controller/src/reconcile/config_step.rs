@@ -1,0 +1,283 @@
+//! The configuration step: `externalConfig` applied to an unsealed Vault through the
+//! leader, when the resource changes and again every period, so drift in Vault (a policy
+//! edited by hand, a role deleted) is put back. The Configured condition carries the
+//! outcome; each failing item gets an Event with its path and Vault's answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use serde_json::Value;
+use tracing::{info, warn};
+use vault_api::Vault;
+use vault_api::status::{CONFIGURED, ConditionUpdate, VaultStatus};
+
+use super::Context;
+use crate::external::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::keystore::{KeyStore, ROOT_TOKEN};
+use crate::unseal::{Cluster, Report};
+
+/// How soon a pass with failed items is tried again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(30);
+
+/// What the last pass of each `Vault` left, kept in memory: after a restart the first pass
+/// compares everything again, which writes nothing Vault already holds.
+#[derive(Default)]
+pub struct ConfigMemory {
+    passes: Mutex<HashMap<String, LastPass>>,
+}
+
+struct LastPass {
+    generation: Option<i64>,
+    at: Instant,
+    failed: bool,
+    /// The input hashes of items whose secret fields Vault does not return.
+    hashes: BTreeMap<String, String>,
+}
+
+impl ConfigMemory {
+    fn due(&self, key: &str, generation: Option<i64>, period: Duration) -> bool {
+        let passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        passes.get(key).is_none_or(|last| {
+            let wait = if last.failed { RETRY_FAILED } else { period };
+            last.generation != generation || last.at.elapsed() >= wait
+        })
+    }
+
+    fn hashes(&self, key: &str) -> BTreeMap<String, String> {
+        let passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        passes
+            .get(key)
+            .map(|last| last.hashes.clone())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, key: String, generation: Option<i64>, report: &ApplyReport) {
+        let mut passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        passes.insert(
+            key,
+            LastPass {
+                generation,
+                at: Instant::now(),
+                failed: !report.succeeded(),
+                hashes: report.applied_hashes(),
+            },
+        );
+    }
+}
+
+/// What the configuration step saw, for the status.
+#[derive(Debug, Default)]
+pub enum ConfigObservation {
+    /// The resource has no `externalConfig`, or the Vault step is off.
+    #[default]
+    NotConfigured,
+    /// Applied recently and nothing changed since: the condition stays as it is.
+    NotDue,
+    /// Not applied: Vault is not ready for it, or there is no way to log in.
+    Waiting(String),
+    /// One pass ran.
+    Applied(ApplyReport),
+}
+
+impl ConfigObservation {
+    /// Writes the Configured condition into `status`.
+    pub fn apply_to(&self, status: &mut VaultStatus, vault: &Vault) {
+        let (ok, reason, message) = match self {
+            Self::NotConfigured | Self::NotDue => return,
+            Self::Waiting(why) => (false, "Waiting", why.clone()),
+            Self::Applied(report) if report.succeeded() => (true, "Applied", summary(report)),
+            Self::Applied(report) => (false, "ItemsFailed", report.to_string()),
+        };
+        let update = ConditionUpdate {
+            type_: CONFIGURED,
+            status: ok,
+            reason,
+            message: &message,
+            generation: vault.metadata.generation,
+        };
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        status.set_condition(update, now);
+    }
+
+    /// Whether a failed pass wants to be tried again soon.
+    pub fn failed(&self) -> bool {
+        matches!(self, Self::Applied(report) if !report.succeeded())
+    }
+}
+
+/// The counts of a pass, without the failures' messages.
+fn summary(report: &ApplyReport) -> String {
+    let full = report.to_string();
+    full.split("; ").next().unwrap_or(&full).to_string()
+}
+
+/// Applies `externalConfig` through the leader when it is due.
+pub async fn configure(
+    ctx: &Context,
+    vault: &Vault,
+    cluster: &Cluster,
+    store: &dyn KeyStore,
+    unsealed: &Report,
+) -> ConfigObservation {
+    if vault.spec.external_config.is_empty() {
+        return ConfigObservation::NotConfigured;
+    }
+    if !unsealed.converged(cluster.raft) {
+        return ConfigObservation::Waiting("waiting for every pod to be unsealed".to_string());
+    }
+    let key = format!(
+        "{}/{}",
+        vault.namespace().unwrap_or_default(),
+        vault.name_any()
+    );
+    let generation = vault.metadata.generation;
+    if !ctx
+        .config_memory
+        .due(&key, generation, ctx.options.config_period)
+    {
+        return ConfigObservation::NotDue;
+    }
+    let leader = unsealed
+        .leader
+        .as_deref()
+        .and_then(|leader| cluster.pods.iter().find(|pod| pod.pod() == leader));
+    let Some(leader) = leader else {
+        return ConfigObservation::Waiting("waiting for a leader".to_string());
+    };
+    // TODO(controller identity): log in with the controller's own Kubernetes-auth role;
+    // until then only a stored root token can configure Vault.
+    let token = match store.get(ROOT_TOKEN).await {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return ConfigObservation::Waiting(
+                "no root token in the key store (unsealConfig.options.storeRootToken: \
+                 false), and the controller has no identity of its own in Vault yet"
+                    .to_string(),
+            );
+        }
+        Err(error) => return ConfigObservation::Waiting(error.to_string()),
+    };
+    let authed = match leader.authed(&token) {
+        Ok(authed) => authed,
+        Err(error) => return ConfigObservation::Waiting(error.to_string()),
+    };
+
+    let options = ApplyOptions {
+        applied_hashes: ctx.config_memory.hashes(&key),
+        ..ApplyOptions::default()
+    };
+    let config = Value::Object(vault.spec.external_config.0.clone());
+    let report = external::apply(&authed, &config, &options).await;
+    ctx.config_memory.record(key, generation, &report);
+    publish(ctx, vault, &report).await;
+    ConfigObservation::Applied(report)
+}
+
+/// An Event when the pass wrote anything, and one per failed item.
+async fn publish(ctx: &Context, vault: &Vault, report: &ApplyReport) {
+    let written: Vec<&str> = report
+        .items
+        .iter()
+        .filter(|item| item.outcome == Outcome::Written)
+        .map(|item| item.item.as_str())
+        .collect();
+    if !written.is_empty() {
+        let note = format!("externalConfig applied: {}", written.join(", "));
+        info!(%note);
+        ctx.publish(vault, EventType::Normal, "Configured", note)
+            .await;
+    }
+    for item in report.failures() {
+        if let Outcome::Failed(message) = &item.outcome {
+            // The message names the item and carries Vault's answer, secrets masked.
+            let note = format!("{}: {message}", item.item);
+            warn!(%note, "externalConfig item failed");
+            ctx.publish(vault, EventType::Warning, "ConfigItemFailed", note)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::external::ItemReport;
+
+    fn item(path: &str, outcome: Outcome) -> ItemReport {
+        ItemReport {
+            item: path.to_string(),
+            outcome,
+            writes: 0,
+            input_hash: Some(format!("hash-of-{path}")),
+        }
+    }
+
+    #[test]
+    fn a_pass_is_due_on_a_change_on_the_period_and_soon_after_a_failure() {
+        let memory = ConfigMemory::default();
+        let period = Duration::from_secs(300);
+        assert!(memory.due("ns/vault", Some(1), period), "never applied");
+
+        let good = ApplyReport {
+            items: vec![item("policies[a]", Outcome::Unchanged)],
+        };
+        memory.record("ns/vault".into(), Some(1), &good);
+        assert!(!memory.due("ns/vault", Some(1), period));
+        assert!(
+            memory.due("ns/vault", Some(2), period),
+            "the resource changed"
+        );
+        assert!(
+            memory.due("ns/vault", Some(1), Duration::ZERO),
+            "the period passed"
+        );
+        assert_eq!(
+            memory
+                .hashes("ns/vault")
+                .get("policies[a]")
+                .map(String::as_str),
+            Some("hash-of-policies[a]")
+        );
+
+        let bad = ApplyReport {
+            items: vec![item("auth[x]", Outcome::Failed("refused".into()))],
+        };
+        memory.record("ns/vault".into(), Some(1), &bad);
+        assert!(!memory.due("ns/vault", Some(1), period), "not at once");
+        assert!(memory.due("ns/other", Some(1), period), "per Vault");
+    }
+
+    #[test]
+    fn the_condition_says_applied_or_names_the_failed_items() {
+        let vault = Vault::new("vault", Default::default());
+        let mut status = VaultStatus::default();
+        let good = ApplyReport {
+            items: vec![item("policies[a]", Outcome::Written)],
+        };
+        ConfigObservation::Applied(good).apply_to(&mut status, &vault);
+        assert!(status.is_true(CONFIGURED));
+
+        let bad = ApplyReport {
+            items: vec![item("auth[x].roles[r]", Outcome::Failed("refused".into()))],
+        };
+        let observed = ConfigObservation::Applied(bad);
+        assert!(observed.failed());
+        observed.apply_to(&mut status, &vault);
+        let condition = status.condition(CONFIGURED).cloned().unwrap_or_default();
+        assert_eq!(condition.status, "False");
+        assert!(
+            condition
+                .message
+                .is_some_and(|m| m.contains("auth[x].roles[r]: refused"))
+        );
+
+        let before = status.clone();
+        ConfigObservation::NotDue.apply_to(&mut status, &vault);
+        assert_eq!(status, before, "a pass not due leaves the condition");
+    }
+}
