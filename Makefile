@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/vault-operator/target
 CARGO ?= cargo
 
-.PHONY: test lint unit tools crd k8s demo down
+.PHONY: test lint unit tools crd k8s demo down dist
 
 ## test: every check and test the project has
 test: lint unit
@@ -37,6 +37,10 @@ tools:
 ## crd: regenerate manifests/crd.yaml from the Rust types
 crd:
 	$(CARGO) run --quiet --locked -p vault-controller -- crd > manifests/crd.yaml
+
+## dist: the plugin's release archives and krew/vault.yaml (TARGETS=... for other platforms)
+dist:
+	krew/package.sh
 
 ## k8s: build the Kubernetes components the local cluster runs (cached per version)
 k8s:
