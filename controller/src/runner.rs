@@ -72,6 +72,16 @@ pub struct RunArgs {
     /// what was changed in Vault by hand.
     #[arg(long, env = "CONFIG_PERIOD_SECONDS", default_value_t = 300)]
     pub config_period_seconds: u64,
+    /// Key algorithm of the CA and server certificates the controller generates.
+    #[arg(long, env = "TLS_KEY_ALGORITHM", value_enum, default_value_t)]
+    pub tls_key_algorithm: crate::tls::KeyAlgorithm,
+    /// How long a generated server certificate is valid, such as `8760h`. Renewal comes
+    /// `tlsExpiryThreshold` before it ends, so keep it well above that.
+    #[arg(long, env = "TLS_VALIDITY", default_value = "8760h", value_parser = humantime::parse_duration)]
+    pub tls_validity: Duration,
+    /// How long a generated CA is valid, such as `43800h`.
+    #[arg(long, env = "TLS_CA_VALIDITY", default_value = "43800h", value_parser = humantime::parse_duration)]
+    pub tls_ca_validity: Duration,
 }
 
 /// Flags of `vault-controller template`.
@@ -177,6 +187,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         requeue: Duration::from_secs(args.requeue_seconds),
         operate_vault: args.operate_vault,
         config_period: Duration::from_secs(args.config_period_seconds),
+        issuance: crate::tls::Issuance {
+            key: args.tls_key_algorithm,
+            server_validity: args.tls_validity,
+            ca_validity: args.tls_ca_validity,
+        },
     };
     let controller = run_with_metrics(client, options, metrics, shutdown.clone());
     let lost = async {

@@ -18,10 +18,51 @@ use rcgen::{
 };
 use vault_api::Vault;
 
-/// How long a new server certificate is valid.
+/// How long a new server certificate is valid unless told otherwise.
 pub const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
-/// How long a new CA is valid: long enough to outlive several server certificates.
+/// How long a new CA is valid unless told otherwise: long enough to outlive several server
+/// certificates.
 pub const CA_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+
+/// The key algorithm of the generated CA and server certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 with SHA-256: what every Vault client and peer accepts.
+    #[default]
+    EcdsaP256,
+    /// ECDSA on P-384 with SHA-384.
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+}
+
+/// How new certificates are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Issuance {
+    /// The key algorithm of new keys.
+    pub key: KeyAlgorithm,
+    /// How long a new server certificate is valid.
+    pub server_validity: Duration,
+    /// How long a new CA is valid.
+    pub ca_validity: Duration,
+}
+
+impl Default for Issuance {
+    fn default() -> Self {
+        Self {
+            key: KeyAlgorithm::default(),
+            server_validity: SERVER_VALIDITY,
+            ca_validity: CA_VALIDITY,
+        }
+    }
+}
 
 /// What went wrong making or reading a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +295,7 @@ pub fn issue(
     existing: Option<&Bundle>,
     names: &Names,
     now: i64,
+    issuance: &Issuance,
 ) -> Result<Bundle, TlsError> {
     let make = |what: &'static str| {
         move |source| TlsError::Make {
@@ -266,8 +308,8 @@ pub fn issue(
         (Decision::Keep, Some(bundle)) => return Ok(bundle.clone()),
         (Decision::NewServer(_), Some(bundle)) => (bundle.ca_cert.clone(), bundle.ca_key.clone()),
         _ => {
-            let key = KeyPair::generate().map_err(make("CA key"))?;
-            let params = ca_params(vault, now, CA_VALIDITY);
+            let key = KeyPair::generate_for(issuance.key.rcgen()).map_err(make("CA key"))?;
+            let params = ca_params(vault, now, issuance.ca_validity);
             let cert = params.self_signed(&key).map_err(make("CA certificate"))?;
             (cert.pem(), key.serialize_pem())
         }
@@ -296,10 +338,10 @@ pub fn issue(
     ];
     // Names the CA's key, so a certificate from another CA of the same name is told apart.
     params.use_authority_key_identifier_extension = true;
-    let (not_before, not_after) = validity(now, SERVER_VALIDITY);
+    let (not_before, not_after) = validity(now, issuance.server_validity);
     params.not_before = not_before;
     params.not_after = not_after;
-    let key = KeyPair::generate().map_err(make("server key"))?;
+    let key = KeyPair::generate_for(issuance.key.rcgen()).map_err(make("server key"))?;
     let cert = params
         .signed_by(&key, &issuer)
         .map_err(make("server certificate"))?;
@@ -392,7 +434,15 @@ mod tests {
     }
 
     fn fresh(names: &Names, now: i64) -> Bundle {
-        issue("vault", &Decision::NewCa("test".into()), None, names, now).unwrap_or_default()
+        issue(
+            "vault",
+            &Decision::NewCa("test".into()),
+            None,
+            names,
+            now,
+            &Issuance::default(),
+        )
+        .unwrap_or_default()
     }
 
     #[test]
@@ -415,8 +465,15 @@ mod tests {
         let near_expiry = SERVER_VALIDITY.as_secs() as i64 - 3 * DAY;
         let decision = decide(Some(&bundle), &names, WEEK, near_expiry);
         assert!(matches!(decision, Decision::NewServer(_)), "{decision:?}");
-        let renewed =
-            issue("vault", &decision, Some(&bundle), &names, near_expiry).unwrap_or_default();
+        let renewed = issue(
+            "vault",
+            &decision,
+            Some(&bundle),
+            &names,
+            near_expiry,
+            &Issuance::default(),
+        )
+        .unwrap_or_default();
         assert_eq!(
             renewed.ca_cert, bundle.ca_cert,
             "the CA is kept while valid"
@@ -435,8 +492,15 @@ mod tests {
         let near_ca_expiry = CA_VALIDITY.as_secs() as i64 - DAY;
         let decision = decide(Some(&bundle), &names, WEEK, near_ca_expiry);
         assert!(matches!(decision, Decision::NewCa(_)), "{decision:?}");
-        let renewed =
-            issue("vault", &decision, Some(&bundle), &names, near_ca_expiry).unwrap_or_default();
+        let renewed = issue(
+            "vault",
+            &decision,
+            Some(&bundle),
+            &names,
+            near_ca_expiry,
+            &Issuance::default(),
+        )
+        .unwrap_or_default();
         assert_ne!(renewed.ca_cert, bundle.ca_cert);
         assert_eq!(
             decide(Some(&renewed), &names, WEEK, near_ca_expiry),
@@ -488,5 +552,43 @@ mod tests {
             matches!(&decision, Decision::NewServer(why) if why.contains("not issued")),
             "{decision:?}"
         );
+    }
+
+    #[test]
+    fn key_algorithm_and_validity_follow_the_issuance() {
+        let names = server_names(&vault(1, &[]), "ns", &[]);
+        let issuance = Issuance {
+            key: KeyAlgorithm::EcdsaP384,
+            server_validity: Duration::from_secs(30 * DAY as u64),
+            ca_validity: Duration::from_secs(90 * DAY as u64),
+        };
+        let bundle = issue(
+            "vault",
+            &Decision::NewCa("test".into()),
+            None,
+            &names,
+            0,
+            &issuance,
+        )
+        .unwrap_or_default();
+        for (pem, days) in [(&bundle.cert, 30), (&bundle.ca_cert, 90)] {
+            let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap_or_else(|e| panic!("a generated certificate is PEM: {e}"));
+            let cert = block
+                .parse_x509()
+                .unwrap_or_else(|e| panic!("a generated certificate parses: {e}"));
+            let curve = cert.public_key().algorithm.parameters.as_ref();
+            let curve = curve
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            assert_eq!(curve.as_deref(), Some("1.3.132.0.34"), "P-384");
+            let life =
+                cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+            assert!(
+                (life - days * DAY).abs() <= 2 * DAY,
+                "{life} s for {days} days"
+            );
+        }
+        assert_eq!(decide(Some(&bundle), &names, WEEK, DAY), Decision::Keep);
     }
 }

@@ -58,6 +58,8 @@ pub struct ControllerOptions {
     /// How often `externalConfig` is applied again when nothing changed, to put back what
     /// was changed in Vault by hand.
     pub config_period: Duration,
+    /// How generated certificates are made: key algorithm and validity.
+    pub issuance: crate::tls::Issuance,
 }
 
 impl Default for ControllerOptions {
@@ -68,6 +70,7 @@ impl Default for ControllerOptions {
             requeue: Duration::from_secs(300),
             operate_vault: true,
             config_period: Duration::from_secs(300),
+            issuance: crate::tls::Issuance::default(),
         }
     }
 }
