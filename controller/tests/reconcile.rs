@@ -30,13 +30,6 @@ const REQUEUE: Duration = Duration::from_secs(600);
 /// How quickly a deleted child must come back.
 const RESTORE_WITHIN: Duration = Duration::from_secs(30);
 
-fn samples_dir() -> PathBuf {
-    match std::env::var_os("VAULT_SAMPLES_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/bank-vaults"),
-    }
-}
-
 /// Installs the CRD (server-side apply, so parallel tests agree) and waits until served.
 async fn install_crd(client: &Client) -> Result<(), BoxError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -85,28 +78,10 @@ where
     }
 }
 
-/// `cr-raft.yaml`, moved into `namespace`: its namespace-pinned fields name it instead.
+/// `cr-raft.yaml`, moved into `namespace`: its namespace-pinned fields (the keys Secret's
+/// namespace, `api_addr`, the auth role's bound namespaces) name it instead.
 fn raft_sample(namespace: &str) -> Result<Vault, BoxError> {
-    let text = std::fs::read_to_string(samples_dir().join("cr-raft.yaml"))?;
-    let document = vault_api::documents::read_vaults(&text)?
-        .into_iter()
-        .next()
-        .ok_or("cr-raft.yaml holds no Vault")?;
-    let mut vault = document.vault?;
-    vault.metadata.namespace = Some(namespace.to_string());
-    if let Some(secret) = vault
-        .spec
-        .unseal_config
-        .as_mut()
-        .and_then(|u| u.kubernetes.as_mut())
-    {
-        secret.secret_namespace = Some(namespace.to_string());
-    }
-    vault.spec.config.0.insert(
-        "api_addr".to_string(),
-        json!(format!("https://vault.{namespace}:8200")),
-    );
-    Ok(vault)
+    Ok(e2e::sample_in("cr-raft.yaml", namespace)?)
 }
 
 async fn uid_of<K>(api: &Api<K>, name: &str) -> Result<Option<String>, BoxError>
@@ -510,6 +485,39 @@ fn vault_get(
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
+/// A pod running as the namespace's `default` ServiceAccount that logs in to Vault through
+/// the main Service with its token, as cr-raft.yaml's `default` role allows, and prints the
+/// startup secret `secret/mysql` it then reads. It trusts the Vault's CA from `vault-tls`.
+fn reader_pod(namespace: &str) -> Result<k8s_openapi::api::core::v1::Pod, BoxError> {
+    let vault = format!("https://vault.{namespace}.svc:8200/v1");
+    let script = format!(
+        r#"set -e
+jwt=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)
+answer=$(curl -sS --cacert /vault-ca/ca.crt -X POST \
+  -d "{{\"role\": \"default\", \"jwt\": \"$jwt\"}}" {vault}/auth/kubernetes/login)
+token=$(echo "$answer" | sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
+[ -n "$token" ] || {{ echo "login refused: $answer"; exit 1; }}
+curl -sS --cacert /vault-ca/ca.crt -H "X-Vault-Token: $token" {vault}/secret/data/mysql
+"#
+    );
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "reader", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "OnFailure",
+            "containers": [{
+                "name": "reader",
+                "image": "alpine",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "vault-ca", "mountPath": "/vault-ca"}],
+            }],
+            "volumes": [{"name": "vault-ca", "secret": {
+                "secretName": "vault-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
+        },
+    }))?)
+}
+
 /// The certificate a pod serves on 8200, PEM, read from inside the cluster's network
 /// namespace; `None` when the pod does not answer.
 fn served_certificate(cluster: &localcluster::LocalCluster, ip: &str) -> Option<String> {
@@ -853,6 +861,33 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
     assert_eq!(role["data"]["bound_service_account_names"][0], "default");
     let secret = read("secret/data/accounts/aws").await?;
     assert_eq!(secret["data"]["data"]["AWS_SECRET_ACCESS_KEY"], "s3cr3t");
+
+    // A pod of the namespace logs in with its service-account token through the
+    // kubernetes auth role, and reads a startup secret with the token it is given.
+    let started_login = Instant::now();
+    let login = reader_pod(&ns)?;
+    pods.create(&PostParams::default(), &login).await?;
+    let log = localcluster::agent::pods::log_path(cluster.layout(), &ns, "reader", "reader");
+    let read_in_pod = wait_for(
+        "a pod to read a startup secret",
+        Duration::from_secs(60),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok(text.contains("MYSQL_ROOT_PASSWORD"))
+        },
+    )
+    .await;
+    if let Err(error) = read_in_pod {
+        eprintln!(
+            "reader log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        return Err(error);
+    }
+    println!(
+        "a pod logged in with kubernetes auth and read a startup secret in {:?}",
+        started_login.elapsed()
+    );
 
     // A pod that restarts comes back sealed; the pod watch has it unsealed again.
     let old = uid_of(&pods, "vault-1").await?;

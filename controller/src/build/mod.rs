@@ -23,7 +23,7 @@ use vault_api::defaults;
 
 pub use config::{RAW_CONFIG_KEY, render_config};
 pub use merge::merge_by_name;
-pub use services::{SCRAPE_LABEL, auth_delegator_name, per_pod_service_index};
+pub use services::{ACTIVE_LABEL, SCRAPE_LABEL, auth_delegator_name, per_pod_service_index};
 pub use statefulset::VAULT_CONTAINER;
 
 /// Image of this controller, whose `template` subcommand renders the configuration per pod.

@@ -15,8 +15,9 @@ use vault_api::defaults;
 
 use super::{Facts, NAMESPACE_LABEL};
 
-/// Label Vault's service registration puts on the active pod.
-const ACTIVE_LABEL: &str = "vault-active";
+/// Label Vault's service registration puts on the active pod, and the main Service selects
+/// with it; the controller keeps it too, since OpenBao names it `openbao-active`.
+pub const ACTIVE_LABEL: &str = "vault-active";
 /// The StatefulSet label naming each pod.
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Label of the one Service a ServiceMonitor selects: the headless one, which lists every

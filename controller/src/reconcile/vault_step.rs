@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
@@ -20,7 +20,7 @@ use vault_api::unseal::KeyStoreKind;
 
 use super::config_step::{self, ConfigObservation};
 use super::{Context, Trust};
-use crate::build::{Desired, VAULT_CONTAINER};
+use crate::build::{ACTIVE_LABEL, Desired, VAULT_CONTAINER};
 use crate::keystore::{KeyStore, ROOT_TOKEN, SecretKeyStore, SecretLocation};
 use crate::unseal::{self, Cluster, Report, UnsealError, UnsealOptions};
 use crate::vault::{PodEndpoint, VaultPodClient};
@@ -162,17 +162,17 @@ async fn unseal_pass(
         .status
         .as_ref()
         .is_some_and(|status| status.is_true(INITIALIZED));
-    if !initialised && pods.first().is_none_or(|(pod, _)| *pod != first) {
+    if !initialised && pods.first().is_none_or(|pod| pod.name != first) {
         return Ok((VaultObservation::NoPods, None));
     }
     let port = u16::try_from(vault.spec.api_port()).unwrap_or(8200);
     let mut clients = Vec::with_capacity(pods.len());
-    for (pod, ip) in &pods {
+    for pod in &pods {
         let endpoint = PodEndpoint {
-            pod: pod.clone(),
-            address: SocketAddr::new(*ip, port),
+            pod: pod.name.clone(),
+            address: SocketAddr::new(pod.ip, port),
             // The per-pod Service shares the pod's name; the certificate names it.
-            server_name: format!("{pod}.{namespace}.svc"),
+            server_name: format!("{}.{namespace}.svc", pod.name),
         };
         match VaultPodClient::with_trust(endpoint, trust, POD_TIMEOUT) {
             Ok(client) => clients.push(client),
@@ -200,6 +200,7 @@ async fn unseal_pass(
             if !report.reset_required.is_empty() {
                 reset_storage(ctx, vault, desired, &report.reset_required).await?;
             }
+            label_active_pod(ctx, vault, &pods, report.leader.as_deref()).await?;
             let configured =
                 config_step::configure(ctx, vault, &cluster, store.as_ref(), &report).await;
             Ok((VaultObservation::Observed(report), Some(configured)))
@@ -244,28 +245,65 @@ fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> 
 }
 
 /// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
+/// A Vault pod whose container runs.
+struct RunningPod {
+    name: String,
+    ip: IpAddr,
+    /// Its `vault-active` label, which the main Service selects with service registration.
+    active: Option<String>,
+}
+
 async fn running_pods(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> Result<Vec<(String, IpAddr)>, kube::Error> {
+) -> Result<Vec<RunningPod>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let selector = format!("{APP_LABEL}=vault,{CR_LABEL}={name}");
     let listed = api.list(&ListParams::default().labels(&selector)).await?;
-    let mut pods: Vec<(u32, String, IpAddr)> = listed
+    let mut pods: Vec<(u32, RunningPod)> = listed
         .items
         .iter()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| vault_container_running(pod))
         .filter_map(|pod| {
-            let pod_name = pod.name_any();
-            let ordinal = pod_name.rsplit('-').next()?.parse().ok()?;
+            let name = pod.name_any();
+            let ordinal = name.rsplit('-').next()?.parse().ok()?;
             let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
-            Some((ordinal, pod_name, ip))
+            let active = pod.labels().get(ACTIVE_LABEL).cloned();
+            Some((ordinal, RunningPod { name, ip, active }))
         })
         .collect();
-    pods.sort_by_key(|(ordinal, _, _)| *ordinal);
-    Ok(pods.into_iter().map(|(_, name, ip)| (name, ip)).collect())
+    pods.sort_by_key(|(ordinal, _)| *ordinal);
+    Ok(pods.into_iter().map(|(_, pod)| pod).collect())
+}
+
+/// With service registration, the main Service selects `vault-active=true`. HashiCorp
+/// Vault labels its pods so; OpenBao writes `openbao-active` instead, which would leave the
+/// Service without endpoints. The controller, which knows the leader, keeps the label.
+async fn label_active_pod(
+    ctx: &Context,
+    vault: &Vault,
+    pods: &[RunningPod],
+    leader: Option<&str>,
+) -> Result<(), kube::Error> {
+    let Some(leader) = leader else {
+        return Ok(());
+    };
+    if vault.spec.service_registration_enabled != Some(true) {
+        return Ok(());
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
+    for pod in pods {
+        let wanted = if pod.name == leader { "true" } else { "false" };
+        if pod.active.as_deref() == Some(wanted) {
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {"labels": {ACTIVE_LABEL: wanted}}});
+        ignore_missing(api.patch(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await?;
+    }
+    Ok(())
 }
 
 fn vault_container_running(pod: &Pod) -> bool {
