@@ -29,6 +29,9 @@ use crate::vault::{PodEndpoint, VaultPodClient};
 /// Short: a silent pod must not hold up the pass for long.
 const POD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The reason of a pass that found the pods not answering yet, which passes by itself.
+const WAITING_FOR_VAULT: &str = "WaitingForVault";
+
 /// How soon a cluster that is not unsealed yet is looked at again, besides pod events.
 pub const NOT_CONVERGED_REQUEUE: Duration = Duration::from_secs(5);
 
@@ -57,7 +60,10 @@ impl VaultObservation {
     /// every Raft peer a voter.
     pub fn settled(&self, raft: bool) -> bool {
         match self {
-            Self::Skipped | Self::Blocked { .. } => true,
+            Self::Skipped => true,
+            // Pods still starting pass by themselves: look again within seconds. The other
+            // reasons wait for a change that a person makes, which is a watch event.
+            Self::Blocked { reason, .. } => *reason != WAITING_FOR_VAULT,
             Self::NoPods => false,
             // A new peer votes only once autopilot promotes it, seconds later: look again
             // soon, so the status does not show it as a non-voter until the next resync.
@@ -328,7 +334,7 @@ fn classify(error: &UnsealError) -> (&'static str, bool) {
         UnsealError::Vault(_)
         | UnsealError::NoPodAnswered { .. }
         | UnsealError::FirstPodSilent { .. }
-        | UnsealError::Timeout { .. } => ("WaitingForVault", true),
+        | UnsealError::Timeout { .. } => (WAITING_FOR_VAULT, true),
         UnsealError::InitializedElsewhere { .. } => ("InitializedElsewhere", false),
         UnsealError::KeysExist { .. } => ("KeysExist", false),
         UnsealError::KeysMissing { .. } | UnsealError::NotEnoughKeys { .. } => {
@@ -580,6 +586,14 @@ mod tests {
             pod: "vault-0".into(),
         };
         assert_eq!(classify(&silent), ("WaitingForVault", true));
+        let waiting = VaultObservation::Blocked {
+            reason: classify(&silent).0,
+            message: String::new(),
+        };
+        assert!(
+            !waiting.settled(true),
+            "pods still starting are looked at again soon"
+        );
         let foreign = UnsealError::InitializedElsewhere {
             vault: "vault".into(),
             store: "Secret ns/vault-unseal-keys".into(),

@@ -127,9 +127,27 @@ fn wire(cluster_netns: &str, network: &PodNetwork) -> Result<(), Error> {
     ])?;
     ip(&["-n", cluster_netns, "link", "set", veth, "master", BRIDGE])?;
     ip(&["-n", cluster_netns, "link", "set", veth, "up"])?;
+    // The hardware address follows the IP, as Docker makes it: an address freed by one
+    // pod and given to the next keeps its MAC, so neighbours' ARP caches stay right
+    // (a random MAC left them sending to the old pod for 10-20 s).
+    ip(&[
+        "-n",
+        pod,
+        "link",
+        "set",
+        "eth0",
+        "address",
+        &mac_of(network.ip),
+    ])?;
     ip(&["-n", pod, "link", "set", "lo", "up"])?;
     ip(&["-n", pod, "addr", "add", &address, "dev", "eth0"])?;
     ip(&["-n", pod, "link", "set", "eth0", "up"])
+}
+
+/// A locally administered unicast MAC made of the IPv4 address.
+fn mac_of(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// Removes the pod's namespace and its veth pair.
@@ -155,6 +173,13 @@ pub fn delete_all(cluster_netns: &str) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_mac_follows_the_address() {
+        let ip = std::net::Ipv4Addr::new(10, 244, 1, 6);
+        assert_eq!(mac_of(ip), "02:42:0a:f4:01:06");
+        assert_ne!(mac_of(ip), mac_of(std::net::Ipv4Addr::new(10, 244, 1, 7)));
+    }
     use super::*;
 
     #[test]
