@@ -87,6 +87,8 @@ impl ConfigObservation {
     pub fn apply_to(&self, status: &mut VaultStatus, vault: &Vault) {
         let (ok, reason, message) = match self {
             Self::NotConfigured | Self::NotDue => return,
+            // What was applied to this generation stays applied while Vault is busy.
+            Self::Waiting(_) if applied_to(status, vault.metadata.generation) => return,
             Self::Waiting(why) => (false, "Waiting", why.clone()),
             Self::Applied(report) if report.succeeded() => (true, "Applied", summary(report)),
             Self::Applied(report) => (false, "ItemsFailed", report.to_string()),
@@ -110,6 +112,13 @@ impl ConfigObservation {
     }
 }
 
+/// Whether the Configured condition says this generation's configuration is applied.
+fn applied_to(status: &VaultStatus, generation: Option<i64>) -> bool {
+    status
+        .condition(CONFIGURED)
+        .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
+}
+
 /// The counts of a pass, without the failures' messages.
 fn summary(report: &ApplyReport) -> String {
     let full = report.to_string();
@@ -127,20 +136,21 @@ pub async fn configure(
     if vault.spec.external_config.is_empty() {
         return ConfigObservation::NotConfigured;
     }
-    if !unsealed.converged(cluster.raft) {
-        return ConfigObservation::Waiting("waiting for every pod to be unsealed".to_string());
-    }
     let key = format!(
         "{}/{}",
         vault.namespace().unwrap_or_default(),
         vault.name_any()
     );
     let generation = vault.metadata.generation;
+    // Before anything else: a pod restarting after a pass does not undo that pass.
     if !ctx
         .config_memory
         .due(&key, generation, ctx.options.config_period)
     {
         return ConfigObservation::NotDue;
+    }
+    if !unsealed.converged(cluster.raft) {
+        return ConfigObservation::Waiting("waiting for every pod to be unsealed".to_string());
     }
     let leader = unsealed
         .leader
@@ -279,5 +289,23 @@ mod tests {
         let before = status.clone();
         ConfigObservation::NotDue.apply_to(&mut status, &vault);
         assert_eq!(status, before, "a pass not due leaves the condition");
+
+        let good = ApplyReport {
+            items: vec![item("policies[a]", Outcome::Unchanged)],
+        };
+        ConfigObservation::Applied(good).apply_to(&mut status, &vault);
+        let waiting = ConfigObservation::Waiting("a pod restarts".into());
+        waiting.apply_to(&mut status, &vault);
+        assert!(
+            status.is_true(CONFIGURED),
+            "applied stays applied while a pod restarts"
+        );
+        let mut changed = vault.clone();
+        changed.metadata.generation = Some(2);
+        waiting.apply_to(&mut status, &changed);
+        assert!(
+            !status.is_true(CONFIGURED),
+            "a new generation is not applied yet"
+        );
     }
 }
