@@ -485,39 +485,6 @@ fn vault_get(
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
-/// A pod running as the namespace's `default` ServiceAccount that logs in to Vault through
-/// the main Service with its token, as cr-raft.yaml's `default` role allows, and prints the
-/// startup secret `secret/mysql` it then reads. It trusts the Vault's CA from `vault-tls`.
-fn reader_pod(namespace: &str) -> Result<k8s_openapi::api::core::v1::Pod, BoxError> {
-    let vault = format!("https://vault.{namespace}.svc:8200/v1");
-    let script = format!(
-        r#"set -e
-jwt=$(cat /var/run/secrets/kubernetes.io/serviceaccount/token)
-answer=$(curl -sS --cacert /vault-ca/ca.crt -X POST \
-  -d "{{\"role\": \"default\", \"jwt\": \"$jwt\"}}" {vault}/auth/kubernetes/login)
-token=$(echo "$answer" | sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
-[ -n "$token" ] || {{ echo "login refused: $answer"; exit 1; }}
-curl -sS --cacert /vault-ca/ca.crt -H "X-Vault-Token: $token" {vault}/secret/data/mysql
-"#
-    );
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "reader", "namespace": namespace},
-        "spec": {
-            "restartPolicy": "OnFailure",
-            "containers": [{
-                "name": "reader",
-                "image": "alpine",
-                "command": ["sh", "-c", script],
-                "volumeMounts": [{"name": "vault-ca", "mountPath": "/vault-ca"}],
-            }],
-            "volumes": [{"name": "vault-ca", "secret": {
-                "secretName": "vault-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
-        },
-    }))?)
-}
-
 /// The certificate a pod serves on 8200, PEM, read from inside the cluster's network
 /// namespace; `None` when the pod does not answer.
 fn served_certificate(cluster: &localcluster::LocalCluster, ip: &str) -> Option<String> {
@@ -865,7 +832,7 @@ async fn raft_sample_is_unsealed_and_stays_so_through_restart_renewal_and_scalin
     // A pod of the namespace logs in with its service-account token through the
     // kubernetes auth role, and reads a startup secret with the token it is given.
     let started_login = Instant::now();
-    let login = reader_pod(&ns)?;
+    let login = e2e::reader_pod(&ns, "default", "secret/data/mysql")?;
     pods.create(&PostParams::default(), &login).await?;
     let log = localcluster::agent::pods::log_path(cluster.layout(), &ns, "reader", "reader");
     let read_in_pod = wait_for(

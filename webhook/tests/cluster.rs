@@ -11,23 +11,21 @@
 //!
 //! Other suites write `Vault`s into the same cluster at the same time, and a webhook with
 //! `failurePolicy: Fail` that stops answering refuses every one of them. So each test's
-//! webhook configurations have names of their own, select only the test's namespace, and
-//! are deleted when the test ends, passed or not.
+//! webhook is installed by `e2e::operator` (as the end-to-end suite installs the whole
+//! operator): configurations named after the test's namespace, selecting only it, and
+//! deleted when the test ends, passed or not.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use e2e::Kubectl;
+use e2e::operator::{self, Component, Operator, READY_WITHIN, Scope};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use localcluster::LocalCluster;
 use serde_json::{Value, json};
@@ -43,11 +41,8 @@ const MANAGER: &str = "vault-webhook-cluster-test";
 /// The manifests' names, kept in the test namespace.
 const SERVICE: &str = "vault-webhook";
 const SECRET: &str = "vault-webhook-tls";
-const APP_LABEL: &str = "app.kubernetes.io/name=vault-webhook";
 /// The webhooks of the two configurations, as the API server names them in messages.
 const VALIDATING_WEBHOOK: &str = "validate.vaults.vault.banzaicloud.com";
-/// How long the webhook may take from apply to admitting a `Vault`.
-const READY_WITHIN: Duration = Duration::from_secs(90);
 /// How often the rollover test's webhook checks its certificates (60 s by default).
 const CERT_CHECK_INTERVAL: &str = "2s";
 
@@ -55,7 +50,7 @@ const CERT_CHECK_INTERVAL: &str = "2s";
 async fn samples_are_stored_with_defaults_and_broken_resources_refused() -> Result<(), BoxError> {
     let (cluster, client, ns) = set_up("webhook").await?;
     let webhook = Webhook::deploy(&cluster, &client, &ns, &[], None).await?;
-    let took = webhook.admitting(&client).await?;
+    let took = webhook.admitting().await?;
     eprintln!(
         "{ns}: admitting {:.1}s after the pods were Ready",
         took.as_secs_f64()
@@ -65,7 +60,7 @@ async fn samples_are_stored_with_defaults_and_broken_resources_refused() -> Resu
         apply_sample(&webhook, &client, file, *refused).await?;
     }
 
-    let vaults = vault_api(&client, &ns);
+    let vaults = e2e::vault_api(&client, &ns);
     for (case, unseal, path) in [
         (
             "two key stores",
@@ -82,9 +77,9 @@ async fn samples_are_stored_with_defaults_and_broken_resources_refused() -> Resu
             "spec.unsealConfig.options.secretThreshold",
         ),
     ] {
-        let vault = raft_vault(&ns, "broken", unseal);
+        let vault = e2e::raft_vault(&ns, "broken", unseal);
         let create = PostParams::default();
-        let refusal = match admit(&ns, || vaults.create(&create, &vault)).await {
+        let refusal = match e2e::admit(&ns, || vaults.create(&create, &vault)).await {
             Ok(_) => return Err(format!("{case}: stored, not refused").into()),
             Err(kube::Error::Api(status)) => status,
             Err(e) => return Err(format!("{case}: {e}").into()),
@@ -148,7 +143,7 @@ async fn a_ca_rollover_keeps_admission_working() -> Result<(), BoxError> {
 
     let interval = [("WEBHOOK_CERT_CHECK_INTERVAL", CERT_CHECK_INTERVAL)];
     let webhook = Webhook::deploy(&cluster, &client, &ns, &interval, Some(&old)).await?;
-    webhook.admitting(&client).await?;
+    webhook.admitting().await?;
     let bundles = webhook.bundles(&client).await?;
     let only_old = bundles
         .iter()
@@ -322,65 +317,36 @@ async fn set_up(prefix: &str) -> Result<(LocalCluster, Client, String), BoxError
     localcluster::install_crypto_provider();
     let cluster = LocalCluster::start().await?;
     let client = cluster.client();
-    install_crd(&client).await?;
+    e2e::install_crd(&client, MANAGER).await?;
     let ns = localcluster::test_namespace(&client, prefix).await?;
     Ok((cluster, client, ns))
 }
 
-/// Installs the CRD (server-side apply, forced, so that parallel suites agree) and waits
-/// until it is served.
-async fn install_crd(client: &Client) -> Result<(), BoxError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let params = PatchParams::apply(MANAGER).force();
-    crds.patch(
-        "vaults.vault.banzaicloud.com",
-        &params,
-        &Patch::Apply(vault_api::crd()),
-    )
-    .await?;
-    let vaults: Api<Vault> = Api::all(client.clone());
-    wait_for_value("the Vault CRD served", Duration::from_secs(30), || async {
-        Ok(vaults.list(&ListParams::default().limit(1)).await.ok())
-    })
-    .await?;
-    Ok(())
-}
-
 /// Polls `check` until it gives a value, failing after `limit`.
-async fn wait_for_value<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T, BoxError>
+async fn wait_for_value<T, F, Fut>(what: &str, limit: Duration, check: F) -> Result<T, BoxError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, BoxError>>,
 {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if started.elapsed() > limit {
-            return Err(format!("timed out after {limit:?} waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    e2e::wait_for(what, limit, check).await
 }
 
-/// The webhook deployed in a test namespace. Dropping it deletes what it made outside the
-/// namespace, its webhook configurations first, and the namespace; the pods' logs are
-/// printed unless the test said it passed.
+/// The webhook installed in a test namespace by `e2e::operator`, with configurations named
+/// after the namespace and selecting only it. Dropping it removes the configurations first,
+/// then the rest and the namespace; the pods' logs are printed unless the test said it
+/// passed.
 struct Webhook {
-    kubectl: PathBuf,
-    kubeconfig: PathBuf,
-    logs: PathBuf,
+    operator: Operator,
+    kubectl: Kubectl,
     namespace: String,
     /// The name of both webhook configurations, and of the ClusterRole and its binding.
     configuration: String,
-    passed: bool,
 }
 
 impl Webhook {
-    /// Applies `manifests/webhook.yaml` moved into `namespace`, with `env` added to the
-    /// container and the Secret holding `certs` when given, and waits until every pod is
-    /// Ready and both configurations carry a CA bundle.
+    /// Installs `manifests/webhook.yaml` into `namespace`, with `env` added to the container
+    /// and the Secret holding `certs` when given, and waits until it is rolled out and both
+    /// configurations carry a CA bundle.
     async fn deploy(
         cluster: &LocalCluster,
         client: &Client,
@@ -388,15 +354,17 @@ impl Webhook {
         env: &[(&str, &str)],
         certs: Option<&StoredCerts>,
     ) -> Result<Self, BoxError> {
-        let configuration = format!("vault-webhook-{namespace}");
-        let mut objects = manifests_for(namespace, &configuration)?;
+        let scope = Scope {
+            namespace: namespace.to_string(),
+            suffix: namespace.to_string(),
+            serves: vec![namespace.to_string()],
+        };
+        let mut objects = scope.manifests(&[Component::Webhook])?;
         for object in &mut objects {
             match object["kind"].as_str() {
                 Some("Deployment") => {
-                    let container = &mut object["spec"]["template"]["spec"]["containers"][0];
-                    let list = container["env"].as_array_mut().ok_or("no env")?;
                     for (name, value) in env {
-                        list.push(json!({"name": name, "value": value}));
+                        operator::set_env(object, name, value)?;
                     }
                 }
                 Some("Secret") => {
@@ -408,48 +376,21 @@ impl Webhook {
             }
         }
 
-        let webhook = Webhook {
-            kubectl: cluster.bin_dir()?.join("kubectl"),
-            kubeconfig: cluster.kubeconfig(),
-            logs: cluster.layout().logs_dir().join("pods"),
-            namespace: namespace.to_string(),
-            configuration,
-            passed: false,
-        };
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-        let args = [
-            "apply",
-            "--server-side",
-            "--field-manager",
-            MANAGER,
-            "-f",
-            "-",
-        ];
-        let applied = webhook.kubectl(&args, &list.to_string())?;
-        if !applied.status.success() {
-            return Err(format!("applying the manifests: {}", text(&applied.stderr)).into());
-        }
-
-        let replicas = objects
-            .iter()
-            .find(|o| o["kind"] == "Deployment")
-            .and_then(|d| d["spec"]["replicas"].as_u64())
-            .unwrap_or(1) as usize;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let started = Instant::now();
-        wait_for_value("the webhook pods Ready", READY_WITHIN, || async {
-            let list = pods.list(&ListParams::default().labels(APP_LABEL)).await?;
-            let ready = list.items.iter().filter(|pod| is_ready(pod)).count();
-            Ok((ready == replicas).then_some(()))
-        })
-        .await?;
-        wait_for_value("the CA bundles written", READY_WITHIN, || async {
+        let webhook = Webhook {
+            kubectl: Kubectl::new(cluster)?,
+            namespace: namespace.to_string(),
+            configuration: scope.webhook_configuration(),
+            operator: Operator::install(cluster, scope, objects).await?,
+        };
+        e2e::wait_for("the CA bundles written", READY_WITHIN, || async {
             let bundles = webhook.bundles(client).await?;
-            Ok((bundles.len() == 2 && bundles.iter().all(|b| !b.is_empty())).then_some(()))
+            let written = bundles.len() == 2 && bundles.iter().all(|b| !b.is_empty());
+            Ok::<_, BoxError>(written.then_some(()))
         })
         .await?;
         eprintln!(
-            "{namespace}: {replicas} webhook pods Ready and CA bundles written {:.1}s after apply",
+            "{namespace}: webhook rolled out and CA bundles written {:.1}s after apply",
             started.elapsed().as_secs_f64()
         );
         Ok(webhook)
@@ -471,237 +412,15 @@ impl Webhook {
         Ok(bundles)
     }
 
-    /// Waits until the API server calls both webhooks: a valid `Vault` comes back from a dry
-    /// run with its defaults, an invalid one is refused. Returns the time it took.
-    async fn admitting(&self, client: &Client) -> Result<Duration, BoxError> {
-        let vaults = vault_api(client, &self.namespace);
-        let started = Instant::now();
-        let dry_run = PostParams {
-            dry_run: true,
-            ..PostParams::default()
-        };
-        let valid = raft_vault(&self.namespace, "probe", json!({}));
-        let unseal = json!({"options": {"secretShares": 3, "secretThreshold": 4}});
-        let invalid = raft_vault(&self.namespace, "probe", unseal);
-        loop {
-            let admitted = vaults.create(&dry_run, &valid).await;
-            let refused = vaults.create(&dry_run, &invalid).await;
-            let last = match (admitted, refused) {
-                (Ok(vault), Err(kube::Error::Api(status)))
-                    if vault.data["spec"]["unsealConfig"]["options"]["secretShares"] == 5
-                        && status.message.contains("denied the request") =>
-                {
-                    return Ok(started.elapsed());
-                }
-                (admitted, refused) => format!("{admitted:?} / {refused:?}"),
-            };
-            if started.elapsed() > READY_WITHIN {
-                return Err(format!("the webhook does not admit Vaults: {last}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: &str) -> Result<Output, BoxError> {
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut input) = child.stdin.take() {
-            use std::io::Write;
-            input.write_all(stdin.as_bytes())?;
-        }
-        Ok(child.wait_with_output()?)
+    /// Waits until the API server calls both webhooks; returns the time it took.
+    async fn admitting(&self) -> Result<Duration, BoxError> {
+        Ok(self.operator.admitting(&self.namespace).await?)
     }
 
     /// Marks the test passed and removes the webhook.
     fn passed(mut self) {
-        self.passed = true;
+        self.operator.passed();
     }
-
-    /// The last lines of each webhook pod's log.
-    fn print_logs(&self) {
-        let prefix = format!("{}_", self.namespace);
-        let Ok(entries) = std::fs::read_dir(&self.logs) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-            eprintln!("--- {name}\n{tail}");
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        if !self.passed {
-            self.print_logs();
-        }
-        // The configurations first: they are what other suites' Vaults could meet.
-        let name = &self.configuration;
-        let configurations = [
-            format!("mutatingwebhookconfiguration/{name}"),
-            format!("validatingwebhookconfiguration/{name}"),
-        ];
-        let rest = [
-            format!("clusterrolebinding/{name}"),
-            format!("clusterrole/{name}"),
-            format!("namespace/{}", self.namespace),
-        ];
-        for objects in [&configurations[..], &rest[..]] {
-            let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
-            args.extend(objects.iter().map(String::as_str));
-            match self.kubectl(&args, "") {
-                Ok(output) if output.status.success() => {}
-                Ok(output) => eprintln!("deleting {objects:?}: {}", text(&output.stderr)),
-                Err(e) => eprintln!("deleting {objects:?}: {e}"),
-            }
-        }
-    }
-}
-
-/// `manifests/webhook.yaml` for a test namespace: namespaced objects moved into it, the
-/// cluster-wide ones renamed after it, and the webhook configurations limited to it.
-fn manifests_for(namespace: &str, configuration: &str) -> Result<Vec<Value>, BoxError> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/webhook.yaml");
-    let documents: Vec<Option<Value>> =
-        serde_saphyr::from_multiple(&std::fs::read_to_string(&path)?)?;
-    let mut objects = Vec::new();
-    for mut object in documents.into_iter().flatten() {
-        let kind = object["kind"].as_str().unwrap_or_default().to_string();
-        match kind.as_str() {
-            // The test namespace exists already.
-            "Namespace" => continue,
-            "ServiceAccount" | "Secret" | "Role" | "Service" => {}
-            "RoleBinding" => move_subjects(&mut object, namespace)?,
-            "Deployment" => {
-                object["metadata"]["namespace"] = json!(namespace);
-                // The manifests' securityContext stays: the webhook runs as their non-root
-                // user, as it would anywhere.
-                let pod = &mut object["spec"]["template"]["spec"];
-                let env = pod["containers"][0]["env"]
-                    .as_array_mut()
-                    .ok_or("the Deployment's container has no env")?;
-                let named = env
-                    .iter_mut()
-                    .find(|e| e["name"] == "WEBHOOK_CONFIGURATION")
-                    .ok_or("the Deployment does not set WEBHOOK_CONFIGURATION")?;
-                named["value"] = json!(configuration);
-            }
-            "ClusterRole" => {
-                object["metadata"]["name"] = json!(configuration);
-                let rules = object["rules"].as_array_mut().ok_or("no rules")?;
-                for rule in rules {
-                    rule["resourceNames"] = json!([configuration]);
-                }
-            }
-            "ClusterRoleBinding" => {
-                object["metadata"]["name"] = json!(configuration);
-                object["roleRef"]["name"] = json!(configuration);
-                move_subjects(&mut object, namespace)?;
-            }
-            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
-                object["metadata"]["name"] = json!(configuration);
-                let webhooks = object["webhooks"].as_array_mut().ok_or("no webhooks")?;
-                for webhook in webhooks {
-                    webhook["clientConfig"]["service"]["namespace"] = json!(namespace);
-                    webhook["namespaceSelector"] = json!({
-                        "matchLabels": {"kubernetes.io/metadata.name": namespace},
-                    });
-                }
-            }
-            other => return Err(format!("the test does not know how to move a {other}").into()),
-        }
-        if object["metadata"].get("namespace").is_some() {
-            object["metadata"]["namespace"] = json!(namespace);
-        }
-        objects.push(object);
-    }
-
-    // Nothing may still point at the namespace of the manifests.
-    let written = serde_json::to_string(&objects)?;
-    if written.contains("\"vault-operator\"") {
-        return Err(format!("the manifests still name vault-operator: {written}").into());
-    }
-    Ok(objects)
-}
-
-fn move_subjects(binding: &mut Value, namespace: &str) -> Result<(), BoxError> {
-    let subjects = binding["subjects"].as_array_mut().ok_or("no subjects")?;
-    for subject in subjects {
-        subject["namespace"] = json!(namespace);
-    }
-    Ok(())
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
-    conditions
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// `Vault`s as JSON, so that what is written is exactly what the test says.
-fn vault_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<Vault>(&()))
-}
-
-/// A valid three-pod Raft `Vault`, with `unseal` as its `unsealConfig`.
-fn raft_vault(namespace: &str, name: &str, unseal: Value) -> DynamicObject {
-    let object = json!({
-        "apiVersion": "vault.banzaicloud.com/v1alpha1",
-        "kind": "Vault",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "size": 3,
-            "config": {
-                "storage": {"raft": {"path": "/vault/file"}},
-                "listener": {"tcp": {"address": "0.0.0.0:8200", "tls_disable": true}},
-            },
-            "volumeMounts": [{"name": "vault-raft", "mountPath": "/vault/file"}],
-            "unsealConfig": unseal,
-        },
-    });
-    serde_json::from_value(object).unwrap_or_else(|e| panic!("a Vault of the test: {e}"))
-}
-
-/// A request that passes through admission, retried while it meets another suite's webhook
-/// configuration that nothing serves (kubectl-vault's `install` test makes one for a few
-/// seconds; it covers every namespace).
-async fn admit<T, F, Fut>(namespace: &str, request: F) -> Result<T, kube::Error>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let started = Instant::now();
-    loop {
-        let result = request().await;
-        match &result {
-            Err(kube::Error::Api(status))
-                if is_foreign_failure(&status.message, namespace)
-                    && started.elapsed() < Duration::from_secs(60) =>
-            {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            _ => return result,
-        }
-    }
-}
-
-/// A webhook call that failed on a configuration whose Service is not in `namespace`.
-fn is_foreign_failure(message: &str, namespace: &str) -> bool {
-    message.contains("failed calling webhook") && !message.contains(&format!(".{namespace}.svc"))
 }
 
 /// The `Vault` of a sample as its YAML has it, moved into `namespace`.
@@ -732,15 +451,15 @@ async fn apply_sample(
     let args = ["apply", "-n", ns, "-f", "-"];
     let started = Instant::now();
     let applied = loop {
-        let applied = webhook.kubectl(&args, &written.to_string())?;
+        let applied = webhook.kubectl.run(&args, &written.to_string()).await?;
         let stderr = text(&applied.stderr);
-        if !is_foreign_failure(&stderr, ns) || started.elapsed() > Duration::from_secs(60) {
+        if !e2e::is_foreign_failure(&stderr, ns) || started.elapsed() > Duration::from_secs(60) {
             break applied;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let (stdout, stderr) = (text(&applied.stdout), text(&applied.stderr));
-    let vaults = vault_api(client, ns);
+    let vaults = e2e::vault_api(client, ns);
     let name = written["metadata"]["name"].as_str().unwrap_or("vault");
 
     let sent: Vault = serde_json::from_value(written.clone())?;
@@ -852,7 +571,7 @@ struct ProbeReport {
 impl Probe {
     fn start(client: &Client, namespace: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let vaults = vault_api(client, namespace);
+        let vaults = e2e::vault_api(client, namespace);
         let namespace = namespace.to_string();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
@@ -862,9 +581,9 @@ impl Probe {
                 dry_run: true,
                 ..PostParams::default()
             };
-            let valid = raft_vault(&namespace, "probe", json!({}));
+            let valid = e2e::raft_vault(&namespace, "probe", json!({}));
             let unseal = json!({"options": {"secretShares": 3, "secretThreshold": 4}});
-            let invalid = raft_vault(&namespace, "probe", unseal);
+            let invalid = e2e::raft_vault(&namespace, "probe", unseal);
             while !stopped.load(Ordering::SeqCst) {
                 let at = started.elapsed().as_secs_f64();
                 match vaults.create(&dry_run, &valid).await {
@@ -876,7 +595,7 @@ impl Probe {
                     Ok(vault) => report
                         .failures
                         .push(format!("{at:.1}s: no defaults: {vault:?}")),
-                    Err(kube::Error::Api(s)) if is_foreign_failure(&s.message, &namespace) => {
+                    Err(kube::Error::Api(s)) if e2e::is_foreign_failure(&s.message, &namespace) => {
                         report.foreign += 1
                     }
                     Err(e) => report.failures.push(format!("{at:.1}s: valid: {e}")),
@@ -889,7 +608,7 @@ impl Probe {
                     {
                         report.refused += 1
                     }
-                    Err(kube::Error::Api(s)) if is_foreign_failure(&s.message, &namespace) => {
+                    Err(kube::Error::Api(s)) if e2e::is_foreign_failure(&s.message, &namespace) => {
                         report.foreign += 1
                     }
                     Ok(_) => report
