@@ -1,13 +1,17 @@
 //! Scenario 4: scaling 3 to 5, where the new pods join Raft and are unsealed, and back to
-//! 3, where the departed pods leave Raft and their per-pod Services and claims go.
+//! 3, where the departed pods leave Raft and their per-pod Services and claims go; then an
+//! `externalConfig` edit reaches Vault, and a renewed certificate rolls the pods, which end
+//! unsealed with a leader.
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
-use kube::api::Api;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 use crate::BoxError;
-use crate::harness::{Case, OBJECTS_WITHIN, RECOVERY_WITHIN, VAULT, measured};
+use crate::harness::{CONFIGURED_WITHIN, Case, OBJECTS_WITHIN, RECOVERY_WITHIN, VAULT, measured};
 
 pub async fn run(case: &Case) -> Result<(), BoxError> {
     let ns = case.namespace.as_str();
@@ -65,5 +69,79 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
         "scaled 5 to 3: three Raft peers, the departed removed",
         started.elapsed(),
     );
-    case.status_agrees("back at size 3").await
+    case.status_agrees("back at size 3").await?;
+
+    config_edit_is_applied(case).await?;
+    renewal_rolls_the_pods(case).await
+}
+
+/// A policy added to `externalConfig` is in Vault soon after, without any other change.
+async fn config_edit_is_applied(case: &Case) -> Result<(), BoxError> {
+    let vault = case.vaults.get(VAULT).await?;
+    let mut config = serde_json::Value::Object(vault.spec.external_config.0.clone());
+    let rules = r#"path "secret/data/e2e" { capabilities = ["read"] }"#;
+    let added = json!({"name": "e2e_added", "rules": rules});
+    config["policies"]
+        .as_array_mut()
+        .ok_or("cr-raft.yaml's externalConfig has no policies")?
+        .push(added);
+    let started = Instant::now();
+    let patch = Patch::Merge(json!({"spec": {"externalConfig": config}}));
+    let params = PatchParams::default();
+    e2e::admit(&case.namespace, || {
+        case.vaults.patch(VAULT, &params, &patch)
+    })
+    .await?;
+    let pods = case.vault_pods().await?;
+    let token = case.root_token().await?;
+    e2e::wait_for("the added policy in Vault", CONFIGURED_WITHIN, || async {
+        let found = pods
+            .get("vault-0", "sys/policies/acl/e2e_added", Some(&token))
+            .await;
+        Ok::<_, BoxError>(found.ok().filter(|p| !p["data"].is_null()).map(|_| ()))
+    })
+    .await?;
+    measured(
+        &case.namespace,
+        "an externalConfig edit applied to Vault",
+        started.elapsed(),
+    );
+    Ok(())
+}
+
+/// A new name for the certificate renews it; the StatefulSet rolls every pod onto it, and
+/// the cluster ends unsealed with one leader and three voters.
+async fn renewal_rolls_the_pods(case: &Case) -> Result<(), BoxError> {
+    let secrets: Api<Secret> = case.api();
+    let before = e2e::inside::secret_value(&secrets.get("vault-tls").await?, "server.crt");
+    let started = Instant::now();
+    let patch = Patch::Merge(json!({"spec": {"tlsAdditionalHosts": ["vault.example.test"]}}));
+    let params = PatchParams::default();
+    e2e::admit(&case.namespace, || {
+        case.vaults.patch(VAULT, &params, &patch)
+    })
+    .await?;
+    let sets: Api<StatefulSet> = case.api();
+    e2e::wait_for(
+        "the pods rolled onto the renewed certificate",
+        RECOVERY_WITHIN,
+        || async {
+            let now = e2e::inside::secret_value(&secrets.get("vault-tls").await?, "server.crt");
+            let status = sets.get(VAULT).await?.status.unwrap_or_default();
+            let rolled = now != before
+                && status.update_revision == status.current_revision
+                && status.updated_replicas == Some(3)
+                && status.ready_replicas == Some(3);
+            Ok::<_, BoxError>(rolled.then_some(()))
+        },
+    )
+    .await?;
+    case.converged(3, RECOVERY_WITHIN).await?;
+    case.all_voters(3, RECOVERY_WITHIN).await?;
+    measured(
+        &case.namespace,
+        "a renewed certificate rolled onto every pod, all unsealed voters",
+        started.elapsed(),
+    );
+    case.status_agrees("after the certificate renewal").await
 }
