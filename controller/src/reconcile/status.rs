@@ -23,6 +23,14 @@ pub enum StatusError {
         /// The cause.
         source: kube::Error,
     },
+    /// Reading the current status failed.
+    #[error("reading the status of Vault {name}: {source}")]
+    Read {
+        /// The `Vault`.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
     /// The API server refused the status.
     #[error("writing the status of Vault {name}: {source}")]
     Write {
@@ -41,13 +49,23 @@ pub async fn write_status(
     vault: &Vault,
     change: impl FnOnce(&mut VaultStatus),
 ) -> Result<(), StatusError> {
-    let current = vault.status.clone().unwrap_or_default();
+    // The status as the API server has it now, not as the watch cache had it when the
+    // reconcile began: the patch replaces whole lists (conditions), and a cache behind our
+    // own last write would put back what that write changed.
+    let api: Api<Vault> = Api::namespaced(client.clone(), &vault.namespace().unwrap_or_default());
+    let fresh = api
+        .get_status(&vault.name_any())
+        .await
+        .map_err(|source| StatusError::Read {
+            name: vault.name_any(),
+            source,
+        })?;
+    let current = fresh.status.unwrap_or_default();
     let mut status = current.clone();
     change(&mut status);
     if status == current {
         return Ok(());
     }
-    let api: Api<Vault> = Api::namespaced(client.clone(), &vault.namespace().unwrap_or_default());
     let patch = serde_json::json!({"status": status});
     api.patch_status(
         &vault.name_any(),
