@@ -229,6 +229,30 @@ impl Pass<'_> {
         self.record(item, writes, Err(error));
     }
 
+    /// The secrets engines Vault has mounted now (`sys/mounts`, by path with its `/`).
+    async fn secrets_mounts(&self) -> Result<config::Fields, ItemError> {
+        let answer = self.io.get("sys/mounts").await?;
+        Ok(auth::mounts_of(answer.as_ref()))
+    }
+
+    /// The parsed value of `entry`, or `None` once it is reported failed: it did not parse,
+    /// or the mounts it is checked against could not be read.
+    fn usable<'e, T>(
+        &mut self,
+        entry: &'e config::Entry<T>,
+        mounts: &Result<config::Fields, ItemError>,
+    ) -> Option<&'e T> {
+        match (&entry.parsed, mounts) {
+            (Err(problem), _) => self.fail(&entry.item, problem.clone().into()),
+            (Ok(_), Err(error)) => {
+                let error = ItemError::Prerequisite(format!("listing secrets engines: {error}"));
+                self.fail(&entry.item, error);
+            }
+            (Ok(value), Ok(_)) => return Some(value),
+        }
+        None
+    }
+
     /// Reports an item left out on purpose.
     fn skip(&mut self, item: &str, reason: String) {
         self.report.push(ItemReport {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::auth::{check_mount, mounts_of};
+use super::auth::check_mount;
 use super::config::{Entry, Fields, SecretsEngine, check_path};
 use super::io::{Current, ItemError};
 use super::policies::replace_accessors;
@@ -26,23 +26,10 @@ pub(super) async fn apply(
     if engines.is_empty() {
         return;
     }
-    let mounts = pass
-        .io
-        .get("sys/mounts")
-        .await
-        .map(|answer| mounts_of(answer.as_ref()));
+    let mounts = pass.secrets_mounts().await;
     for entry in engines {
-        let engine = match (&entry.parsed, &mounts) {
-            (Err(problem), _) => {
-                pass.fail(&entry.item, problem.clone().into());
-                continue;
-            }
-            (Ok(_), Err(error)) => {
-                let error = ItemError::Prerequisite(format!("listing secrets engines: {error}"));
-                pass.fail(&entry.item, error);
-                continue;
-            }
-            (Ok(engine), Ok(_)) => engine,
+        let Some(engine) = pass.usable(entry, &mounts) else {
+            continue;
         };
         let held = mounts
             .as_ref()

@@ -3,7 +3,6 @@
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::auth::mounts_of;
 use super::config::{Entry, Fields, StartupSecret};
 use super::io::{Current, ItemError};
 use super::{Applied, Pass};
@@ -14,23 +13,10 @@ pub(super) async fn apply(pass: &mut Pass<'_>, secrets: &[Entry<StartupSecret>])
         return;
     }
     // Read after the engines are mounted: the mount says which kv version a path is.
-    let mounts = pass
-        .io
-        .get("sys/mounts")
-        .await
-        .map(|answer| mounts_of(answer.as_ref()));
+    let mounts = pass.secrets_mounts().await;
     for entry in secrets {
-        let secret = match (&entry.parsed, &mounts) {
-            (Err(problem), _) => {
-                pass.fail(&entry.item, problem.clone().into());
-                continue;
-            }
-            (Ok(_), Err(error)) => {
-                let error = ItemError::Prerequisite(format!("listing secrets engines: {error}"));
-                pass.fail(&entry.item, error);
-                continue;
-            }
-            (Ok(secret), Ok(_)) => secret,
+        let Some(secret) = pass.usable(entry, &mounts) else {
+            continue;
         };
         // TODO(pki startup secrets, secretKeyRef from Kubernetes Secrets): reported as
         // skipped until the controller reads Secrets for them.
