@@ -19,10 +19,9 @@ pub mod metrics;
 pub mod operations;
 pub mod reconcile;
 pub mod runner;
-pub mod secret;
 pub mod template;
 pub mod tls;
 pub mod unseal;
 pub mod vault;
 
-pub use secret::Secret;
+pub use vault_keystore::Secret;
