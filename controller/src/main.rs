@@ -18,7 +18,7 @@ enum Command {
     /// Prints the CustomResourceDefinition of `Vault` as YAML.
     Crd,
     /// Runs the controller: reconciles every `Vault` into its Kubernetes objects.
-    Run(vault_controller::runner::RunArgs),
+    Run(Box<vault_controller::runner::RunArgs>),
     /// Renders a Vault configuration file, expanding `${.Env.NAME}` and `${env "NAME"}`
     /// (what the init container of each Vault pod runs).
     Template(vault_controller::runner::TemplateArgs),
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             vault_controller::runner::init_logging(&args)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(vault_controller::runner::run(args))?;
+            runtime.block_on(vault_controller::runner::run(*args))?;
         }
         Command::Template(args) => {
             vault_controller::template::render_file(&args.input, &args.output)?;

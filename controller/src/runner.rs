@@ -82,6 +82,11 @@ pub struct RunArgs {
     /// How long a generated CA is valid, such as `43800h`.
     #[arg(long, env = "TLS_CA_VALIDITY", default_value = "43800h", value_parser = humantime::parse_duration)]
     pub tls_ca_validity: Duration,
+    /// The controller's ServiceAccount token, with which it sets up and uses a Kubernetes
+    /// auth role of its own in each Vault. Defaults to the in-cluster token when that
+    /// file exists; without one only a stored root token can configure Vault.
+    #[arg(long, env = "SERVICE_ACCOUNT_TOKEN_FILE")]
+    pub service_account_token_file: Option<PathBuf>,
 }
 
 /// Flags of `vault-controller template`.
@@ -192,6 +197,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             server_validity: args.tls_validity,
             ca_validity: args.tls_ca_validity,
         },
+        service_account_token: args
+            .service_account_token_file
+            .clone()
+            .or_else(|| {
+                let in_cluster = PathBuf::from(crate::unseal::IN_CLUSTER_TOKEN);
+                in_cluster.exists().then_some(in_cluster)
+            })
+            .map(crate::unseal::ServiceAccountToken::at),
     };
     let controller = run_with_metrics(client, options, metrics, shutdown.clone());
     let lost = async {

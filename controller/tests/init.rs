@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{BoxError, Capture, TestCluster, assert_no_secret};
+use serde_json::json;
 use vault_controller::Secret;
 use vault_controller::keystore::{self, KeyStore, MemoryKeyStore, ROOT_TOKEN, Retry, TEST_KEY};
 use vault_controller::unseal::{
@@ -124,10 +125,24 @@ async fn identity_set_up_and_root_token_revoked_when_not_stored() -> Result<(), 
     }
 
     let identity = ControllerIdentity::new("vault-controller", "vault-system");
-    unseal::setup_controller_identity(pod, &root_token, &identity).await?;
-    // Twice is the same as once.
-    unseal::setup_controller_identity(pod, &root_token, &identity).await?;
+    // Outside a pod, bao has no cluster CA of its own: any CA will do, nothing dials it.
+    let config =
+        |host: &str| json!({"kubernetes_host": host, "kubernetes_ca_cert": servers.ca_pem});
+    let first = config("https://192.0.2.10:6443");
+    unseal::setup_controller_identity(pod, &root_token, &identity, Some(&first)).await?;
+    // Twice is the same as once, and a configuration already there is kept.
+    let other = config("https://198.51.100.7:443");
+    unseal::setup_controller_identity(pod, &root_token, &identity, Some(&other)).await?;
     let authed = pod.authed(&root_token)?;
+    let config = authed
+        .request(
+            "reading",
+            reqwest::Method::GET,
+            "auth/kubernetes/config",
+            None,
+        )
+        .await?;
+    assert_eq!(config["data"]["kubernetes_host"], "https://192.0.2.10:6443");
     let role = vaultrs::auth::kubernetes::role::read(authed.client(), "kubernetes", &identity.role)
         .await
         .map_err(|e| authed.error("reading the role", e))?;

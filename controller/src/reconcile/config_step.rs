@@ -15,8 +15,8 @@ use vault_api::Vault;
 use vault_api::status::{CONFIGURED, ConditionUpdate, VaultStatus};
 
 use super::Context;
+use super::identity_step::OperatorToken;
 use crate::external::{self, ApplyOptions, ApplyReport, Outcome};
-use crate::keystore::{KeyStore, ROOT_TOKEN};
 use crate::unseal::{Cluster, Report};
 
 /// How soon a pass with failed items is tried again.
@@ -130,7 +130,7 @@ pub async fn configure(
     ctx: &Context,
     vault: &Vault,
     cluster: &Cluster,
-    store: &dyn KeyStore,
+    token: &OperatorToken,
     unsealed: &Report,
 ) -> ConfigObservation {
     if vault.spec.external_config.is_empty() {
@@ -159,20 +159,11 @@ pub async fn configure(
     let Some(leader) = leader else {
         return ConfigObservation::Waiting("waiting for a leader".to_string());
     };
-    // TODO(controller identity): log in with the controller's own Kubernetes-auth role;
-    // until then only a stored root token can configure Vault.
-    let token = match store.get(ROOT_TOKEN).await {
-        Ok(Some(token)) => token,
-        Ok(None) => {
-            return ConfigObservation::Waiting(
-                "no root token in the key store (unsealConfig.options.storeRootToken: \
-                 false), and the controller has no identity of its own in Vault yet"
-                    .to_string(),
-            );
-        }
-        Err(error) => return ConfigObservation::Waiting(error.to_string()),
+    let token = match token {
+        OperatorToken::Own(token) | OperatorToken::Root(token) => token,
+        OperatorToken::Missing(reason) => return ConfigObservation::Waiting(reason.clone()),
     };
-    let authed = match leader.authed(&token) {
+    let authed = match leader.authed(token) {
         Ok(authed) => authed,
         Err(error) => return ConfigObservation::Waiting(error.to_string()),
     };

@@ -5,6 +5,7 @@
 mod apply;
 mod certificates;
 mod config_step;
+mod identity_step;
 mod status;
 mod vault_step;
 
@@ -60,6 +61,10 @@ pub struct ControllerOptions {
     pub config_period: Duration,
     /// How generated certificates are made: key algorithm and validity.
     pub issuance: crate::tls::Issuance,
+    /// The controller's ServiceAccount token, to log in to Vault with a role of its own;
+    /// `None` where it has none (run outside the cluster), and then only the stored root
+    /// token configures Vault.
+    pub service_account_token: Option<crate::unseal::ServiceAccountToken>,
 }
 
 impl Default for ControllerOptions {
@@ -71,6 +76,7 @@ impl Default for ControllerOptions {
             operate_vault: true,
             config_period: Duration::from_secs(300),
             issuance: crate::tls::Issuance::default(),
+            service_account_token: None,
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// What the last configuration pass of each `Vault` left.
     pub config_memory: ConfigMemory,
+    /// The controller's own tokens in each Vault.
+    pub identity_memory: identity_step::IdentityMemory,
 }
 
 impl Context {
@@ -186,6 +194,8 @@ async fn reconcile_inner(
     };
 
     if vault.metadata.deletion_timestamp.is_some() {
+        ctx.identity_memory
+            .forget(&identity_step::memory_key(vault));
         remove_cluster_objects(ctx, vault).await?;
         return Ok(Action::await_change());
     }
@@ -407,6 +417,7 @@ pub async fn run_with_metrics<F>(
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         config_memory: ConfigMemory::default(),
+        identity_memory: identity_step::IdentityMemory::default(),
     });
 
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {

@@ -19,9 +19,10 @@ use vault_api::status::{ConditionUpdate, INITIALIZED, UNSEALED, VaultStatus};
 use vault_api::unseal::KeyStoreKind;
 
 use super::config_step::{self, ConfigObservation};
-use super::{Context, Trust};
+use super::{Context, Trust, identity_step};
+use crate::Secret;
 use crate::build::{ACTIVE_LABEL, Desired, VAULT_CONTAINER};
-use crate::keystore::{KeyStore, ROOT_TOKEN, SecretKeyStore, SecretLocation};
+use crate::keystore::{KeyStore, SecretKeyStore, SecretLocation};
 use crate::unseal::{self, Cluster, Report, UnsealError, UnsealOptions};
 use crate::vault::{PodEndpoint, VaultPodClient};
 
@@ -185,6 +186,10 @@ async fn unseal_pass(
             Err(error) => return blocked("TlsUnusable", error.to_string()),
         }
     }
+    let options = UnsealOptions::for_vault(vault);
+    if !initialised && let Some(message) = identity_step::cannot_initialise(ctx, &options) {
+        return blocked("IdentityUnavailable", message);
+    }
     let cluster = Cluster {
         name: name.clone(),
         pods: clients,
@@ -193,22 +198,34 @@ async fn unseal_pass(
             Trust::Ca(pem) => pem.clone(),
             Trust::Plain | Trust::SystemRoots => String::new(),
         },
-        token: None,
+        // Without one, the stored root token reads the Raft configuration.
+        token: ctx
+            .identity_memory
+            .own_token(&identity_step::memory_key(vault)),
     };
-    let options = UnsealOptions::for_vault(vault);
 
     match unseal::reconcile(&cluster, store.as_ref(), &options).await {
-        Ok(report) => {
+        Ok(mut report) => {
             publish_actions(ctx, vault, &report).await;
-            if cluster.raft {
-                remove_departed_peers(ctx, vault, &cluster, store.as_ref(), &report).await;
+            let token = identity_step::operator_token(
+                ctx,
+                vault,
+                &cluster,
+                store.as_ref(),
+                &options,
+                &mut report,
+            )
+            .await;
+            if cluster.raft
+                && let Some(token) = token.token()
+            {
+                remove_departed_peers(ctx, vault, &cluster, token, &report).await;
             }
             if !report.reset_required.is_empty() {
                 reset_storage(ctx, vault, desired, &report.reset_required).await?;
             }
             label_active_pod(ctx, vault, &pods, report.leader.as_deref()).await?;
-            let configured =
-                config_step::configure(ctx, vault, &cluster, store.as_ref(), &report).await;
+            let configured = config_step::configure(ctx, vault, &cluster, &token, &report).await;
             Ok((VaultObservation::Observed(report), Some(configured)))
         }
         Err(error) => {
@@ -354,7 +371,7 @@ async fn remove_departed_peers(
     ctx: &Context,
     vault: &Vault,
     cluster: &Cluster,
-    store: &dyn KeyStore,
+    token: &Secret,
     report: &Report,
 ) {
     let (Some(config), Some(leader)) = (&report.raft, &report.leader) else {
@@ -375,18 +392,8 @@ async fn remove_departed_peers(
     let Some(client) = cluster.pods.iter().find(|pod| pod.pod() == leader) else {
         return;
     };
-    // TODO(controller identity): with storeRootToken false there is no stored token, and
-    // departed peers stay until the controller logs in with its own role.
-    let token = match store.get(ROOT_TOKEN).await {
-        Ok(Some(token)) => token,
-        Ok(None) => return,
-        Err(error) => {
-            warn!(%error, "reading the token to remove departed Raft peers");
-            return;
-        }
-    };
     for (node_id, ordinal) in departed {
-        match client.raft_remove_peer(&token, node_id).await {
+        match client.raft_remove_peer(token, node_id).await {
             Ok(()) => {
                 let note = format!(
                     "removed Raft peer {node_id}: pod {}-{ordinal} is beyond size {size}",

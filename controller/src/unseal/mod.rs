@@ -25,7 +25,10 @@ use tracing::{debug, info, warn};
 use vault_api::status::{RaftRole, VaultPodStatus};
 use vault_api::{Vault, VaultSpec};
 
-pub use identity::{ControllerIdentity, revoke_root_token, setup_controller_identity};
+pub use identity::{
+    ControllerIdentity, DEFAULT_POLICY, IN_CLUSTER_TOKEN, ServiceAccountToken, login,
+    revoke_root_token, setup_controller_identity,
+};
 pub use marker::{InitMarker, MarkerState};
 
 use crate::Secret;
@@ -604,6 +607,9 @@ pub struct Report {
     pub raft: Option<RaftConfiguration>,
     /// The pods this pass initialised, unsealed or joined, in order.
     pub actions: Vec<String>,
+    /// The root token, when this pass initialised Vault: the caller sets up its own
+    /// identity with it, and drops it (or revokes it, when it is not stored).
+    pub fresh_root_token: Option<Secret>,
 }
 
 impl Report {
@@ -680,12 +686,12 @@ pub async fn reconcile(
         join_raft_peers(cluster, store, options, &mut report).await?;
     }
 
-    let token = match (&cluster.token, fresh_token) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(token)) => Some(token),
+    let token = match (&cluster.token, &fresh_token) {
+        (Some(token), _) | (None, Some(token)) => Some(token.clone()),
         (None, None) => store.get(ROOT_TOKEN).await.ok().flatten(),
     };
     read_roles(cluster, token.as_ref(), &mut report).await;
+    report.fresh_root_token = fresh_token;
     Ok(report)
 }
 

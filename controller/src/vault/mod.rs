@@ -466,6 +466,46 @@ impl VaultPodClient {
         Ok(())
     }
 
+    /// `POST auth/<mount>/login` of Kubernetes auth: a token for `role`, in exchange for a
+    /// ServiceAccount token, and how long it lives.
+    pub async fn kubernetes_login(
+        &self,
+        mount: &str,
+        role: &str,
+        service_account_token: &Secret,
+    ) -> Result<(Secret, Duration), VaultError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            role: &'a str,
+            jwt: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct Login {
+            auth: Auth,
+        }
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            client_token: Secret,
+            #[serde(default)]
+            lease_duration: u64,
+        }
+        let body = Body {
+            role,
+            jwt: service_account_token.expose(),
+        };
+        let login: Login = self
+            .call(
+                "logging in with Kubernetes auth",
+                Method::POST,
+                &format!("auth/{mount}/login"),
+                None,
+                Some(&body),
+            )
+            .await?;
+        let lifetime = Duration::from_secs(login.auth.lease_duration);
+        Ok((login.auth.client_token, lifetime))
+    }
+
     /// `GET sys/storage/raft/autopilot/state`: autopilot's view of the peers.
     pub async fn autopilot_state(&self, token: &Secret) -> Result<AutopilotState, VaultError> {
         #[derive(serde::Deserialize)]

@@ -14,7 +14,7 @@ use kube::{Client, Resource};
 use localcluster::LocalCluster;
 use serde_json::{Value, json};
 use vault_api::Vault;
-use vault_api::status::{READY, UNSEALED};
+use vault_api::status::{CONFIGURED, READY, UNSEALED, VaultStatus};
 
 use crate::BoxError;
 
@@ -115,6 +115,21 @@ impl Case {
         })
         .await?;
         Ok(())
+    }
+
+    /// The Vault's status as stored now.
+    pub async fn status(&self) -> Result<VaultStatus, BoxError> {
+        let vault = self.vaults.get_status(VAULT).await?;
+        Ok(vault.status.unwrap_or_default())
+    }
+
+    /// Waits until the Configured condition is true: `externalConfig` applied.
+    pub async fn configured(&self) -> Result<(), BoxError> {
+        wait_for("the Configured condition", CONFIGURED_WITHIN, || async {
+            let status = self.status().await?;
+            Ok::<_, BoxError>(status.is_true(CONFIGURED).then_some(()))
+        })
+        .await
     }
 
     /// The pods of the Vault, spoken to from inside the cluster with its CA.
@@ -312,6 +327,46 @@ impl Case {
             ));
         }
         Ok(problems)
+    }
+
+    /// A pod of the namespace (ServiceAccount `default`) logs in with Kubernetes auth
+    /// through the sample's role and reads the startup secret `secret/data/mysql`.
+    pub async fn pod_reads_startup_secret(&self) -> Result<(), BoxError> {
+        let login = Instant::now();
+        let pods_api: Api<Pod> = self.api();
+        let _ = pods_api.delete("reader", &Default::default()).await;
+        e2e::wait_for("an earlier reader pod to go", RECOVERY_WITHIN, || async {
+            Ok::<_, BoxError>(pods_api.get_opt("reader").await?.is_none().then_some(()))
+        })
+        .await?;
+        let reader = e2e::reader_pod(&self.namespace, "default", "secret/data/mysql")?;
+        pods_api.create(&PostParams::default(), &reader).await?;
+        let log = localcluster::agent::pods::log_path(
+            self.suite.cluster.layout(),
+            &self.namespace,
+            "reader",
+            "reader",
+        );
+        let read = e2e::wait_for(
+            "a pod to read a startup secret",
+            CONFIGURED_WITHIN,
+            || async {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Ok::<_, BoxError>(text.contains("MYSQL_ROOT_PASSWORD").then_some(()))
+            },
+        )
+        .await;
+        if let Err(error) = read {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("{error}; the reader's log:\n{text}").into());
+        }
+        measured(
+            &self.namespace,
+            "a pod logged in with kubernetes auth and read a startup secret",
+            login.elapsed(),
+        );
+        pods_api.delete("reader", &Default::default()).await?;
+        Ok(())
     }
 
     /// The root token the controller stored in the keys Secret.

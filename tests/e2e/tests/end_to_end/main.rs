@@ -9,6 +9,8 @@
 //!    StatefulSet each end unsealed with a leader and the data written before.
 //! 4. `scaling`: 3 to 5 and back to 3.
 //! 6. `recreate`: the `Vault` deleted and made again unseals the data it had.
+//! - `own_identity`: with `storeRootToken: false`, the controller works with a Kubernetes
+//!   auth role of its own, and the root token is revoked and never stored.
 //! 7. In each, `kubectl vault status -o json` is compared with what the pods' API says.
 //!
 //! Scenario 5, the controller killed mid-way, is `controller/tests/crash.rs`, which kills it
@@ -29,6 +31,7 @@
 //! runs only those.
 
 mod harness;
+mod own_identity;
 mod raft_sample;
 mod recovery;
 mod recreate;
@@ -55,14 +58,16 @@ enum Scenario {
     Recovery,
     Scaling,
     Recreate,
+    OwnIdentity,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Scenario::RaftSample,
         Scenario::Recovery,
         Scenario::Scaling,
         Scenario::Recreate,
+        Scenario::OwnIdentity,
     ];
 
     /// Its name in `E2E_SCENARIOS` and in namespaces.
@@ -72,6 +77,7 @@ impl Scenario {
             Scenario::Recovery => "recovery",
             Scenario::Scaling => "scaling",
             Scenario::Recreate => "recreate",
+            Scenario::OwnIdentity => "own-identity",
         }
     }
 
@@ -81,6 +87,7 @@ impl Scenario {
             Scenario::Recovery => recovery::run(case).await,
             Scenario::Scaling => scaling::run(case).await,
             Scenario::Recreate => recreate::run(case).await,
+            Scenario::OwnIdentity => own_identity::run(case).await,
         }
     }
 }

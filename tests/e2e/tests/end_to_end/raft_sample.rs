@@ -12,9 +12,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use crate::BoxError;
-use crate::harness::{
-    CONFIGURED_WITHIN, Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured,
-};
+use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
 
 /// The webhook that refuses, as the API server names it.
 const VALIDATING_WEBHOOK: &str = "validate.vaults.vault.banzaicloud.com";
@@ -72,12 +70,7 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
     }
 
     // One leader, in the status and by Vault's API (each pod's sys/leader).
-    let status = case
-        .vaults
-        .get_status(VAULT)
-        .await?
-        .status
-        .unwrap_or_default();
+    let status = case.status().await?;
     let leader = case.live_leader(3).await?;
     if status.leader != leader {
         return Err(format!("the status names {}, {leader} is active", status.leader).into());
@@ -128,12 +121,7 @@ async fn refused_by_the_webhook(case: &Case) -> Result<(), BoxError> {
 /// externalConfig is applied: the policy, the kubernetes auth role and the startup secrets
 /// are in Vault, and a pod of `default` logs in with its token and reads one.
 async fn configured(case: &Case, started: Instant) -> Result<(), BoxError> {
-    e2e::wait_for("the Configured condition", CONFIGURED_WITHIN, || async {
-        let vault = case.vaults.get_status(VAULT).await?;
-        let status = vault.status.unwrap_or_default();
-        Ok::<_, BoxError>(status.is_true(vault_api::status::CONFIGURED).then_some(()))
-    })
-    .await?;
+    case.configured().await?;
     measured(
         &case.namespace,
         "kubectl apply -f cr-raft.yaml to externalConfig applied",
@@ -168,39 +156,5 @@ async fn configured(case: &Case, started: Instant) -> Result<(), BoxError> {
         }
     }
 
-    let login = Instant::now();
-    let pods_api: Api<Pod> = case.api();
-    let _ = pods_api.delete("reader", &Default::default()).await;
-    e2e::wait_for("an earlier reader pod to go", RECOVERY_WITHIN, || async {
-        Ok::<_, BoxError>(pods_api.get_opt("reader").await?.is_none().then_some(()))
-    })
-    .await?;
-    let reader = e2e::reader_pod("default", "default", "secret/data/mysql")?;
-    pods_api.create(&PostParams::default(), &reader).await?;
-    let log = localcluster::agent::pods::log_path(
-        case.suite.cluster.layout(),
-        "default",
-        "reader",
-        "reader",
-    );
-    let read = e2e::wait_for(
-        "a pod to read a startup secret",
-        CONFIGURED_WITHIN,
-        || async {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            Ok::<_, BoxError>(text.contains("MYSQL_ROOT_PASSWORD").then_some(()))
-        },
-    )
-    .await;
-    if let Err(error) = read {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        return Err(format!("{error}; the reader's log:\n{text}").into());
-    }
-    measured(
-        &case.namespace,
-        "a pod logged in with kubernetes auth and read a startup secret",
-        login.elapsed(),
-    );
-    pods_api.delete("reader", &Default::default()).await?;
-    Ok(())
+    case.pod_reads_startup_secret().await
 }
