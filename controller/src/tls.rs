@@ -54,6 +54,28 @@ pub struct Issuance {
     pub ca_validity: Duration,
 }
 
+impl Issuance {
+    /// These validities, lengthened by `threshold` where the threshold is at least as long:
+    /// a certificate that begins its life inside the renewal threshold would be renewed
+    /// again on every pass, rolling every pod each time. So a threshold raised past the
+    /// validity (to renew now, say) renews once, and the next renewal comes after about
+    /// the usual validity.
+    pub fn outliving(&self, threshold: Duration) -> Self {
+        let lengthen = |validity: Duration| {
+            if threshold >= validity {
+                validity.saturating_add(threshold)
+            } else {
+                validity
+            }
+        };
+        Self {
+            key: self.key,
+            server_validity: lengthen(self.server_validity),
+            ca_validity: lengthen(self.ca_validity),
+        }
+    }
+}
+
 impl Default for Issuance {
     fn default() -> Self {
         Self {
@@ -590,5 +612,32 @@ mod tests {
             );
         }
         assert_eq!(decide(Some(&bundle), &names, WEEK, DAY), Decision::Keep);
+    }
+
+    #[test]
+    fn a_threshold_past_the_validity_renews_once_not_on_every_pass() {
+        let names = server_names(&vault(1, &[]), "ns", &[]);
+        let issuance = Issuance::default();
+        let threshold = issuance.server_validity + Duration::from_secs(DAY as u64);
+        let old = fresh(&names, 0);
+        let decision = decide(Some(&old), &names, threshold, DAY);
+        assert!(matches!(decision, Decision::NewServer(_)), "{decision:?}");
+
+        let lengthened = issuance.outliving(threshold);
+        assert_eq!(
+            lengthened.ca_validity, issuance.ca_validity,
+            "the CA outlives it"
+        );
+        let renewed =
+            issue("vault", &decision, Some(&old), &names, DAY, &lengthened).unwrap_or_default();
+        assert_eq!(
+            decide(Some(&renewed), &names, threshold, DAY),
+            Decision::Keep
+        );
+        assert_eq!(
+            issuance.outliving(WEEK),
+            issuance,
+            "a threshold shorter than the validities changes nothing"
+        );
     }
 }

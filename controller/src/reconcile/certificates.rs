@@ -261,8 +261,8 @@ async fn generated_secret(
         ),
     };
 
-    let issuance = &ctx.options.issuance;
-    let issued = tls::issue(&name, &decision, bundle.as_ref(), &names, now, issuance)?;
+    let issuance = ctx.options.issuance.outliving(threshold);
+    let issued = tls::issue(&name, &decision, bundle.as_ref(), &names, now, &issuance)?;
     let secret = Secret {
         metadata: tls_secret_metadata(vault, secret_name.clone()),
         data: Some(BTreeMap::from([
