@@ -10,6 +10,7 @@
 mod alibaba;
 mod file;
 mod memory;
+mod oci;
 mod rest;
 mod secret;
 
@@ -21,6 +22,7 @@ use tracing::warn;
 pub use alibaba::{AlibabaCredentials, OssKeyStore};
 pub use file::FileKeyStore;
 pub use memory::MemoryKeyStore;
+pub use oci::{OciBucketKeyStore, OciConfig};
 pub use rest::SetupError;
 pub use secret::Secret;
 
