@@ -28,6 +28,18 @@ impl SetupError {
     }
 }
 
+/// The setting `field` of `store`'s spec, refused when unset or empty.
+pub(crate) fn required(
+    value: &Option<String>,
+    store: &str,
+    field: &str,
+) -> Result<String, SetupError> {
+    value
+        .clone()
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| SetupError::new(store, format!("{field} is not set")))
+}
+
 /// Each call to a cloud API may take this long; the controller retries a failed write.
 const TIMEOUT: Duration = Duration::from_secs(30);
 

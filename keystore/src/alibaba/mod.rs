@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use reqwest::Url;
 use vault_api::unseal::AlibabaKeyStore;
 
-use crate::rest::{SetupError, backend, http_client};
+use crate::rest::{SetupError, backend, http_client, required};
 use crate::{KeyStore, KeyStoreError, Secret};
 
 /// The variable that overrides the KMS endpoint.
@@ -128,24 +128,15 @@ impl OssKeyStore {
         credentials: AlibabaCredentials,
         kms_endpoint: Option<&str>,
     ) -> Result<Self, SetupError> {
-        let required = |value: &Option<String>, field: &str| {
-            value
-                .clone()
-                .filter(|value| !value.is_empty())
-                .ok_or_else(|| {
-                    let bucket = spec.oss_bucket.as_deref().unwrap_or_default();
-                    SetupError::new(describe(bucket), format!("{field} is not set"))
-                })
-        };
-        let bucket = required(&spec.oss_bucket, "ossBucket")?;
-        let store = describe(&bucket);
-        let key_id = required(&spec.kms_key_id, "kmsKeyId")?;
-        let oss_endpoint = required(&spec.oss_endpoint, "ossEndpoint")?;
+        let store = describe(spec.oss_bucket.as_deref().unwrap_or_default());
+        let bucket = required(&spec.oss_bucket, &store, "ossBucket")?;
+        let key_id = required(&spec.kms_key_id, &store, "kmsKeyId")?;
+        let oss_endpoint = required(&spec.oss_endpoint, &store, "ossEndpoint")?;
         let kms_endpoint = match kms_endpoint {
             Some(endpoint) => endpoint.to_string(),
             None => format!(
                 "https://kms.{}.aliyuncs.com/",
-                required(&spec.kms_region, "kmsRegion")?
+                required(&spec.kms_region, &store, "kmsRegion")?
             ),
         };
         let kms_endpoint = parse_endpoint(&kms_endpoint)

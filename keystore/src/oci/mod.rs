@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 pub use config::OciConfig;
 use sign::{Body, RequestSigner};
 
-use crate::rest::{Answer, SetupError, backend, http_client};
+use crate::rest::{Answer, SetupError, backend, http_client, required};
 use crate::{KeyStore, KeyStoreError, Secret};
 
 /// The variable that overrides the Object Storage endpoint.
@@ -121,16 +121,14 @@ impl OciBucketKeyStore {
         object_storage_endpoint: Option<&str>,
     ) -> Result<Self, SetupError> {
         let store = describe(spec);
-        let required = |value: &Option<String>, field: &str| {
-            value
-                .clone()
-                .filter(|value| !value.is_empty())
-                .ok_or_else(|| SetupError::new(&store, format!("{field} is not set")))
-        };
-        let namespace = required(&spec.bucket_namespace, "bucketNamespace")?;
-        let bucket = required(&spec.bucket_name, "bucketName")?;
-        let key_ocid = required(&spec.key_ocid, "keyOCID")?;
-        let crypto_endpoint = required(&spec.cryptographic_endpoint, "cryptographicEndpoint")?;
+        let namespace = required(&spec.bucket_namespace, &store, "bucketNamespace")?;
+        let bucket = required(&spec.bucket_name, &store, "bucketName")?;
+        let key_ocid = required(&spec.key_ocid, &store, "keyOCID")?;
+        let crypto_endpoint = required(
+            &spec.cryptographic_endpoint,
+            &store,
+            "cryptographicEndpoint",
+        )?;
         let object_storage = match object_storage_endpoint {
             Some(endpoint) => endpoint.to_string(),
             None => format!("https://objectstorage.{}.oraclecloud.com", config.region),
