@@ -7,8 +7,11 @@
 //! idempotent and retried ([`write_verified`]), and the init-intent marker tells an
 //! interrupted initialisation from a finished one.
 
+mod alibaba;
 mod file;
 mod memory;
+mod oci;
+mod rest;
 mod secret;
 
 use std::time::Duration;
@@ -16,8 +19,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::warn;
 
+pub use alibaba::{AlibabaCredentials, OssKeyStore};
 pub use file::FileKeyStore;
 pub use memory::MemoryKeyStore;
+pub use oci::{OciBucketKeyStore, OciConfig};
+pub use rest::SetupError;
 pub use secret::Secret;
 
 /// Name of the root token.
