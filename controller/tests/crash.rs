@@ -79,10 +79,13 @@ async fn flow_child() -> Result<(), BoxError> {
     }
 }
 
+/// Runs the flow in a child process, armed with `crash_at`, each point at most once per
+/// `record` file: as a controller pod restarted with the same environment would run.
 fn run_child(
     servers: &TestCluster,
     store: &Path,
-    crash_at: Option<&str>,
+    crash_at: &str,
+    record: &Path,
 ) -> Result<Output, BoxError> {
     let config = ChildConfig {
         name: servers.name.clone(),
@@ -98,10 +101,8 @@ fn run_child(
     command
         .args(["flow_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, serde_json::to_string(&config)?)
-        .env_remove(crash::ENV);
-    if let Some(point) = crash_at {
-        command.env(crash::ENV, point);
-    }
+        .env(crash::ENV, crash_at)
+        .env(crash::RECORD_ENV, record);
     Ok(command.output()?)
 }
 
@@ -122,9 +123,10 @@ async fn killed_at_each_crash_point_ends_initialised_and_unsealed() -> Result<()
         let mut servers =
             TestCluster::start(&format!("crash-{}", point.name()), 3, 28500 + 20 * k)?;
         let store_dir = servers.folder().join("keys");
+        let record = servers.folder().join("crash-record");
         let mut outputs = Vec::new();
 
-        let killed = run_child(&servers, &store_dir, Some(point.name()))?;
+        let killed = run_child(&servers, &store_dir, point.name(), &record)?;
         let said = text(&killed);
         assert!(
             !killed.status.success(),
@@ -139,7 +141,8 @@ async fn killed_at_each_crash_point_ends_initialised_and_unsealed() -> Result<()
 
         let mut resets = 0;
         loop {
-            let again = run_child(&servers, &store_dir, None)?;
+            // The same environment: the point, reached once, is passed from now on.
+            let again = run_child(&servers, &store_dir, point.name(), &record)?;
             let said = text(&again);
             outputs.push(said.clone());
             match again.status.code() {
@@ -154,6 +157,7 @@ async fn killed_at_each_crash_point_ends_initialised_and_unsealed() -> Result<()
         let expected_resets = match point {
             CrashPoint::AfterInitResponse | CrashPoint::BetweenKeyWrites => 1,
             CrashPoint::BeforeInit | CrashPoint::AfterRootToken => 0,
+            CrashPoint::BetweenUnsealKeys => 0,
         };
         assert_eq!(resets, expected_resets, "resets after {}", point.name());
 

@@ -580,6 +580,9 @@ pub async fn unseal_pod(
             info!(pod = %pod.pod(), "unsealed");
             return Ok(UnsealOutcome::Unsealed);
         }
+        if found == 1 {
+            crash::reached(CrashPoint::BetweenUnsealKeys);
+        }
         if found >= needed && progress.progress == 0 {
             info!(pod = %pod.pod(), "key shares accepted; unseal finishing");
             return Ok(UnsealOutcome::Finishing);

@@ -135,6 +135,9 @@ async fn plain_volume(
 ) -> Result<Option<PathBuf>, Error> {
     if volume.empty_dir.is_some() {
         std::fs::create_dir_all(folder).map_err(|e| Error::io("creating", folder, e))?;
+        // World-writable, as the kubelet makes it: containers of any user share it.
+        let open = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+        std::fs::set_permissions(folder, open).map_err(|e| Error::io("opening up", folder, e))?;
         return Ok(Some(folder.to_path_buf()));
     }
     if let Some(host) = &volume.host_path {

@@ -1,0 +1,136 @@
+//! Scenario 5: the controller killed mid-way. A controller of its own serves this
+//! scenario's namespace, armed to abort at every step of initialising and unsealing
+//! (`VAULT_CONTROLLER_CRASH_AT`), each point once (`VAULT_CONTROLLER_CRASH_RECORD`, on an
+//! emptyDir that outlives the container). The kubelet restarts it after each abort, as it
+//! would after a crash, and `cr-raft.yaml` still ends initialised once, every key stored,
+//! every pod unsealed, and the data usable.
+
+use std::time::Instant;
+
+use e2e::operator::{Component, Operator, Scope, set_env};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+use crate::BoxError;
+use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
+
+/// Every crash point of the controller, in the order the flow reaches them.
+const POINTS: [&str; 5] = [
+    "before-init",
+    "after-init-response",
+    "between-key-writes",
+    "after-root-token",
+    "between-unseal-keys",
+];
+
+/// The namespace of this scenario's own controller.
+pub const CRASHING_OPERATOR: &str = "vault-operator-e2e-crash";
+
+pub async fn run(case: &Case) -> Result<(), BoxError> {
+    let ns = case.namespace.as_str();
+    let scope = Scope {
+        namespace: CRASHING_OPERATOR.to_string(),
+        suffix: "e2e-crash".to_string(),
+        serves: vec![ns.to_string()],
+    };
+    let mut objects = scope.manifests(&[Component::Controller])?;
+    for deployment in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        arm(deployment)?;
+    }
+    let mut operator = Operator::install(&case.suite.cluster, scope, objects).await?;
+    let outcome = survive_crashes(case, &operator).await;
+
+    // Its finalizer needs this controller: delete the Vault before the controller goes.
+    let deleted = case.delete_vault().await;
+    if outcome.is_ok() && deleted.is_ok() {
+        operator.passed();
+    }
+    operator.remove().await?;
+    deleted?;
+    outcome
+}
+
+/// One replica, every crash point armed, the record on an emptyDir.
+fn arm(deployment: &mut Value) -> Result<(), BoxError> {
+    deployment["spec"]["replicas"] = json!(1);
+    set_env(deployment, "VAULT_CONTROLLER_CRASH_AT", &POINTS.join(","))?;
+    set_env(deployment, "VAULT_CONTROLLER_CRASH_RECORD", "/crash/record")?;
+    let pod = &mut deployment["spec"]["template"]["spec"];
+    let mut volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+    volumes.push(json!({"name": "crash", "emptyDir": {}}));
+    pod["volumes"] = json!(volumes);
+    let container = &mut pod["containers"][0];
+    let mounts = container["volumeMounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut mounts = mounts;
+    mounts.push(json!({"name": "crash", "mountPath": "/crash"}));
+    container["volumeMounts"] = json!(mounts);
+    Ok(())
+}
+
+async fn survive_crashes(case: &Case, operator: &Operator) -> Result<(), BoxError> {
+    let ns = case.namespace.as_str();
+    case.apply_rbac().await?;
+    let started = Instant::now();
+    case.create_sample().await?;
+    case.converged(3, FIRST_UNSEAL_WITHIN).await?;
+    case.all_voters(3, RECOVERY_WITHIN).await?;
+    measured(
+        ns,
+        "killed at each of 5 crash points and restarted: three unsealed voters",
+        started.elapsed(),
+    );
+
+    // It did stop at each point: one restart per point, no more.
+    let pods = operator.pods().await?;
+    let restarts: i32 = pods
+        .iter()
+        .filter_map(|pod| pod.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .map(|container| container.restart_count)
+        .sum();
+    if restarts != POINTS.len() as i32 {
+        return Err(format!(
+            "the controller restarted {restarts} times, not once per crash point ({})",
+            POINTS.len()
+        )
+        .into());
+    }
+    let said = operator.logs(400);
+    for point in POINTS {
+        if !said.contains(&format!("crash point {point} reached")) {
+            return Err(format!("the controller never stopped at {point}").into());
+        }
+    }
+
+    // Every key share and the root token kept, the storage reset once for a response
+    // that was lost, and Vault's data usable.
+    let secrets: Api<Secret> = case.api();
+    let keys = secrets.get(&format!("{VAULT}-unseal-keys")).await?;
+    let names: Vec<&String> = keys.data.iter().flat_map(|data| data.keys()).collect();
+    for index in 0..5 {
+        let wanted = format!("vault-unseal-{index}");
+        if !names.contains(&&wanted) {
+            return Err(format!("{wanted} missing from the keys Secret: {names:?}").into());
+        }
+    }
+    if !names.iter().any(|name| *name == "vault-root") {
+        return Err(format!("no root token in the keys Secret: {names:?}").into());
+    }
+    let events: Api<Event> = case.api();
+    let reasons: Vec<String> = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={VAULT}")))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|event| event.reason)
+        .collect();
+    if !reasons.iter().any(|reason| reason == "ResettingStorage") {
+        return Err(format!("no ResettingStorage Event; the Events say {reasons:?}").into());
+    }
+    case.write_kv(3).await?;
+    case.status_agrees("after the controller's crashes").await
+}
