@@ -7,6 +7,7 @@
 //! idempotent and retried ([`write_verified`]), and the init-intent marker tells an
 //! interrupted initialisation from a finished one.
 
+mod aws;
 mod file;
 mod memory;
 mod secret;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::warn;
 
+pub use aws::S3KeyStore;
 pub use file::FileKeyStore;
 pub use memory::MemoryKeyStore;
 pub use secret::Secret;
