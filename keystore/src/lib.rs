@@ -9,6 +9,7 @@
 
 mod aws;
 mod file;
+mod hsm;
 mod memory;
 mod secret;
 
@@ -19,6 +20,7 @@ use tracing::warn;
 
 pub use aws::S3KeyStore;
 pub use file::FileKeyStore;
+pub use hsm::Pkcs11KeyStore;
 pub use memory::MemoryKeyStore;
 pub use secret::Secret;
 
