@@ -12,6 +12,7 @@ mod file;
 mod hsm;
 mod memory;
 mod secret;
+mod vault_store;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use file::FileKeyStore;
 pub use hsm::Pkcs11KeyStore;
 pub use memory::MemoryKeyStore;
 pub use secret::Secret;
+pub use vault_store::{VaultKvKeyStore, vaultrs_client};
 
 /// Name of the root token.
 pub const ROOT_TOKEN: &str = "vault-root";

@@ -14,7 +14,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use common::{BoxError, Server, tool};
+use common::{BoxError, Server, error_message, tool};
 use vault_api::unseal::AwsKeyStore;
 use vault_keystore::{KeyStore, S3KeyStore, Secret};
 
@@ -215,19 +215,13 @@ async fn a_missing_bucket_is_named() -> Result<(), BoxError> {
     let store = S3KeyStore::from_spec(&spec).await?;
     let value = Secret::from("never-shown");
     let written = store.set("vault-root", &value).await;
-    let message = written
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    let message = error_message(written);
     assert!(message.contains("no-such-bucket"), "{message}");
     assert!(message.contains("NoSuchBucket"), "{message}");
     assert!(!message.contains("never-shown"), "{message}");
 
     let read = store.get("vault-root").await;
-    let message = read
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    let message = error_message(read);
     assert!(
         message.starts_with("reading vault-root in S3 bucket no-such-bucket"),
         "{message}"

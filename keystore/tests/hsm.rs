@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{BoxError, tool};
+use common::{BoxError, error_message, tool};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as Pkcs11Error, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
@@ -191,10 +191,7 @@ async fn a_wrong_pin_is_refused_without_showing_it() -> Result<(), BoxError> {
         ..spec("wrong-pin")?
     };
     let opened = Pkcs11KeyStore::from_spec(&wrong);
-    let message = opened
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    let message = error_message(opened);
     assert!(message.starts_with("logging in"), "{message}");
     assert!(message.contains("PIN is incorrect"), "{message}");
     assert!(!message.contains("98765"), "{message}");
@@ -204,10 +201,7 @@ async fn a_wrong_pin_is_refused_without_showing_it() -> Result<(), BoxError> {
         ..spec("wrong-pin")?
     };
     let opened = Pkcs11KeyStore::from_spec(&missing);
-    let message = opened
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    let message = error_message(opened);
     assert!(
         message.contains("no token labelled \"no-such-token\""),
         "{message}"

@@ -31,12 +31,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Runs `command` and waits until 127.0.0.1:`port` takes connections.
+    /// Runs `command` and waits until 127.0.0.1:`port` takes connections. Its output goes
+    /// to `server-<port>.log` in Cargo's temporary folder, for when a test fails.
     pub fn start(mut command: Command, port: u16) -> Result<Self, BoxError> {
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("server-{port}.log"));
+        let log = std::fs::File::create(log)?;
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()?;
         let server = Self { child };
         wait_for_port(port, Duration::from_secs(60))?;
@@ -80,4 +83,13 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), BoxError> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// The message of a failure, or nothing when `result` succeeded (which the test's
+/// assertions on the message then report).
+pub fn error_message<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
+    result
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default()
 }
