@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use crate::{KeyStore, KeyStoreError, Secret};
 
 /// Where a pod's service-account token is mounted.
-pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
