@@ -17,8 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -88,17 +88,19 @@ impl S3KeyStore {
             .iter()
             .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
 
+        // One configuration, so one credentials chain and cache; each client has its region.
+        let first_region = plans.first().map(|plan| plan.s3_region.clone());
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(first_region.map(Region::new))
+            .http_client(http)
+            .timeout_config(timeouts)
+            .load()
+            .await;
+
         let mut locations = Vec::with_capacity(plans.len());
         for plan in plans {
-            let load = |region: &str| {
-                aws_config::defaults(BehaviorVersion::latest())
-                    .region(aws_config::Region::new(region.to_string()))
-                    .http_client(http.clone())
-                    .timeout_config(timeouts.clone())
-                    .load()
-            };
-            let s3_config = load(&plan.s3_region).await;
-            let s3_config = aws_sdk_s3::config::Builder::from(&s3_config)
+            let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+                .region(Region::new(plan.s3_region.clone()))
                 .force_path_style(path_style)
                 .build();
             let protection = match plan.sse {
@@ -106,11 +108,16 @@ impl S3KeyStore {
                     algorithm,
                     key_id: plan.key_id,
                 },
-                None => Protection::Kms {
-                    client: aws_sdk_kms::Client::new(&load(&plan.kms_region).await),
-                    key_id: plan.key_id.unwrap_or_default(),
-                    context: plan.context,
-                },
+                None => {
+                    let kms_config = aws_sdk_kms::config::Builder::from(&shared)
+                        .region(Region::new(plan.kms_region))
+                        .build();
+                    Protection::Kms {
+                        client: aws_sdk_kms::Client::from_conf(kms_config),
+                        key_id: plan.key_id.unwrap_or_default(),
+                        context: plan.context,
+                    }
+                }
             };
             locations.push(Location {
                 region: plan.s3_region,
