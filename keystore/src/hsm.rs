@@ -48,21 +48,24 @@ struct Device {
 
 impl Pkcs11KeyStore {
     /// A store that keeps each encrypted value on the device, as a private token object.
-    pub fn from_spec(spec: &vault_api::unseal::HsmKeyStore) -> Result<Self, KeyStoreError> {
+    /// Opening the token, logging in and (the first time) making the key pair run on a
+    /// blocking thread. The session stays open for the store's life: a store whose device
+    /// was reset must be opened again.
+    pub async fn from_spec(spec: &vault_api::unseal::HsmKeyStore) -> Result<Self, KeyStoreError> {
         Ok(Self {
-            device: Arc::new(Device::open(spec)?),
+            device: Arc::new(open_device(spec).await?),
             inner: None,
         })
     }
 
     /// A store that encrypts each value with the device's key and keeps it in `inner`,
     /// such as the Kubernetes Secret when `unsealConfig.kubernetes` is set too.
-    pub fn encrypting(
+    pub async fn encrypting(
         spec: &vault_api::unseal::HsmKeyStore,
         inner: Box<dyn KeyStore>,
     ) -> Result<Self, KeyStoreError> {
         Ok(Self {
-            device: Arc::new(Device::open(spec)?),
+            device: Arc::new(open_device(spec).await?),
             inner: Some(inner),
         })
     }
@@ -95,6 +98,21 @@ impl Pkcs11KeyStore {
             reason,
         })
     }
+}
+
+/// [`Device::open`] on a blocking thread.
+async fn open_device(spec: &vault_api::unseal::HsmKeyStore) -> Result<Device, KeyStoreError> {
+    let owned = spec.clone();
+    tokio::task::spawn_blocking(move || Device::open(&owned))
+        .await
+        .unwrap_or_else(|error| {
+            Err(KeyStoreError::Backend {
+                store: format!("HSM {}", spec.module_path.as_deref().unwrap_or_default()),
+                operation: "opening",
+                key: spec.key_label.clone().unwrap_or_default(),
+                reason: format!("the PKCS#11 calls did not finish: {error}"),
+            })
+        })
 }
 
 impl Device {

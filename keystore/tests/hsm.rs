@@ -126,7 +126,7 @@ fn data_object(token: &str, label: &str) -> Result<Vec<u8>, BoxError> {
 
 #[tokio::test]
 async fn keys_on_the_device() -> Result<(), BoxError> {
-    let store = Pkcs11KeyStore::from_spec(&spec("on-device")?)?;
+    let store = Pkcs11KeyStore::from_spec(&spec("on-device")?).await?;
     assert_eq!(store.get("vault-unseal-0").await?, None);
 
     store
@@ -148,7 +148,7 @@ async fn keys_on_the_device() -> Result<(), BoxError> {
     assert!(!String::from_utf8_lossy(&stored).contains("second-share"));
 
     // A store opened afterwards finds the key pair and the values on the token.
-    let again = Pkcs11KeyStore::from_spec(&spec("on-device")?)?;
+    let again = Pkcs11KeyStore::from_spec(&spec("on-device")?).await?;
     assert_eq!(
         again.get("vault-root").await?,
         Some(Secret::from("root-token"))
@@ -166,7 +166,7 @@ async fn values_encrypted_into_another_store() -> Result<(), BoxError> {
         ..spec("encrypting")?
     };
     let memory = MemoryKeyStore::default();
-    let store = Pkcs11KeyStore::encrypting(&by_slot, Box::new(memory.clone()))?;
+    let store = Pkcs11KeyStore::encrypting(&by_slot, Box::new(memory.clone())).await?;
     let value = Secret::from("unseal-share");
     store.set("vault-unseal-1", &value).await?;
     assert_eq!(store.get("vault-unseal-1").await?, Some(value.clone()));
@@ -190,7 +190,7 @@ async fn a_wrong_pin_is_refused_without_showing_it() -> Result<(), BoxError> {
         pin: Some("98765".to_string()),
         ..spec("wrong-pin")?
     };
-    let opened = Pkcs11KeyStore::from_spec(&wrong);
+    let opened = Pkcs11KeyStore::from_spec(&wrong).await;
     let message = error_message(opened);
     assert!(message.starts_with("logging in"), "{message}");
     assert!(message.contains("PIN is incorrect"), "{message}");
@@ -200,7 +200,7 @@ async fn a_wrong_pin_is_refused_without_showing_it() -> Result<(), BoxError> {
         token_label: Some("no-such-token".to_string()),
         ..spec("wrong-pin")?
     };
-    let opened = Pkcs11KeyStore::from_spec(&missing);
+    let opened = Pkcs11KeyStore::from_spec(&missing).await;
     let message = error_message(opened);
     assert!(
         message.contains("no token labelled \"no-such-token\""),
