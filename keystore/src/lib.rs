@@ -8,11 +8,14 @@
 //! interrupted initialisation from a finished one.
 
 mod alibaba;
+mod aws;
 mod file;
+mod hsm;
 mod memory;
 mod oci;
 mod rest;
 mod secret;
+mod vault_store;
 
 use std::time::Duration;
 
@@ -20,11 +23,14 @@ use async_trait::async_trait;
 use tracing::warn;
 
 pub use alibaba::{AlibabaCredentials, OssKeyStore};
+pub use aws::S3KeyStore;
 pub use file::FileKeyStore;
+pub use hsm::Pkcs11KeyStore;
 pub use memory::MemoryKeyStore;
 pub use oci::{OciBucketKeyStore, OciConfig};
 pub use rest::SetupError;
 pub use secret::Secret;
+pub use vault_store::{VaultKvKeyStore, vaultrs_client};
 
 /// Name of the root token.
 pub const ROOT_TOKEN: &str = "vault-root";

@@ -18,8 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::debug;
-use vaultrs::api::EndpointMiddleware;
-use vaultrs::client::{VaultClient, VaultClientSettings};
+use vaultrs::client::VaultClient;
 use zeroize::{Zeroize, Zeroizing};
 
 pub use types::{
@@ -528,29 +527,9 @@ impl VaultPodClient {
     /// A `vaultrs` client on this pod's connection, logged in with `token`, for the
     /// endpoints `vaultrs` has. Its copies of the token are wiped when it is dropped.
     pub fn authed(&self, token: &Secret) -> Result<AuthedClient, VaultError> {
-        let settings = VaultClientSettings {
-            address: self.base.clone(),
-            ca_certs: Vec::new(),
-            identity: None,
-            timeout: Some(self.timeout),
-            token: String::new(),
-            verify: true,
-            version: 1,
-            wrapping: false,
-            namespace: None,
-            proxy: None,
-        };
         // Our connection (pod address, pinned CA, no proxy), not one vaultrs would build.
-        let client = VaultClient {
-            http: rustify::clients::reqwest::Client::new(self.base.as_str(), self.http.clone()),
-            middle: EndpointMiddleware {
-                token: token.expose().to_string(),
-                version: "v1".to_string(),
-                wrap: None,
-                namespace: None,
-            },
-            settings,
-        };
+        let client =
+            vault_keystore::vaultrs_client(&self.base, self.http.clone(), self.timeout, token);
         Ok(AuthedClient {
             pod: self.endpoint.pod.clone(),
             client,
