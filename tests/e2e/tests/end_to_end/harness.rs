@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use e2e::inside::{VaultPods, container_pid, secret_value};
 use e2e::{Kubectl, say, wait_for};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use localcluster::LocalCluster;
@@ -130,6 +130,20 @@ impl Case {
             Ok::<_, BoxError>(status.is_true(CONFIGURED).then_some(()))
         })
         .await
+    }
+
+    /// The reasons of the Events recorded on the Vault.
+    pub async fn event_reasons(&self) -> Result<Vec<String>, BoxError> {
+        let events: Api<Event> = self.api();
+        let selector = format!("involvedObject.name={VAULT}");
+        let list = events
+            .list(&ListParams::default().fields(&selector))
+            .await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|event| event.reason)
+            .collect())
     }
 
     /// The pods of the Vault, spoken to from inside the cluster with its CA.

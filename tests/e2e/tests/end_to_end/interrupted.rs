@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use e2e::operator::{Component, Operator, Scope, set_env};
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::BoxError;
@@ -120,14 +120,7 @@ async fn survive_crashes(case: &Case, operator: &Operator) -> Result<(), BoxErro
     if !names.iter().any(|name| *name == "vault-root") {
         return Err(format!("no root token in the keys Secret: {names:?}").into());
     }
-    let events: Api<Event> = case.api();
-    let reasons: Vec<String> = events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={VAULT}")))
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|event| event.reason)
-        .collect();
+    let reasons = case.event_reasons().await?;
     if !reasons.iter().any(|reason| reason == "ResettingStorage") {
         return Err(format!("no ResettingStorage Event; the Events say {reasons:?}").into());
     }

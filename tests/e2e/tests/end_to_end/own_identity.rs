@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
 
 use crate::BoxError;
 use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
@@ -55,14 +55,7 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
     if !names.iter().any(|name| *name == "vault-unseal-0") {
         return Err(format!("the keys Secret holds {names:?}, no unseal key").into());
     }
-    let events: Api<Event> = case.api();
-    let reasons: Vec<String> = events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={VAULT}")))
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|event| event.reason)
-        .collect();
+    let reasons = case.event_reasons().await?;
     for wanted in ["IdentitySetUp", "RootTokenRevoked"] {
         if !reasons.iter().any(|reason| reason == wanted) {
             return Err(format!("no {wanted} Event; the Events say {reasons:?}").into());
