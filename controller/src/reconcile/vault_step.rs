@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use vault_api::Vault;
 use vault_api::defaults::{APP_LABEL, CR_LABEL};
 use vault_api::status::{ConditionUpdate, INITIALIZED, UNSEALED, VaultStatus};
-use vault_api::unseal::KeyStoreKind;
+use vault_api::unseal::{KeyStoreKind, UnsealConfig};
 
 use super::config_step::{self, ConfigObservation};
 use super::{Context, Trust, identity_step};
@@ -47,7 +47,7 @@ pub enum VaultObservation {
     /// The step could not act; the reason is a condition reason, the message says what to
     /// do. Neither holds a key.
     Blocked {
-        /// The condition reason, such as `KeyStoreUnsupported`.
+        /// The condition reason, such as `KeyStoreUnusable`.
         reason: &'static str,
         /// What is wrong and what fixes it.
         message: String,
@@ -153,9 +153,9 @@ async fn unseal_pass(
     let name = vault.name_any();
     let namespace = vault.namespace().unwrap_or_default();
 
-    let store = match key_store(ctx, vault) {
+    let store = match key_store(ctx, vault).await {
         Ok(store) => store,
-        Err(message) => return blocked("KeyStoreUnsupported", message),
+        Err(message) => return blocked("KeyStoreUnusable", message),
     };
 
     let pods = running_pods(ctx, &namespace, &name).await?;
@@ -244,27 +244,79 @@ async fn unseal_pass(
     }
 }
 
-/// The key store `unsealConfig` names, or what to do when this controller has none of
-/// that kind.
-fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
-    let kind = vault
-        .spec
-        .unseal_config
-        .as_ref()
-        .map_or(Some(KeyStoreKind::Kubernetes), |unseal| unseal.key_store());
-    match kind {
-        Some(KeyStoreKind::Kubernetes) => {
-            let location = SecretLocation::for_vault(vault)
-                .ok_or("the resource has no name or namespace".to_string())?;
-            Ok(Box::new(SecretKeyStore::new(ctx.client.clone(), location)))
+/// The key store `unsealConfig` names, or what is wrong with it. Cloud stores take their
+/// credentials and endpoints from the controller's environment, the usual way for each
+/// cloud; a store is made for each pass, so a changed credential file is read again.
+async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
+    use vault_keystore::{
+        OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore, S3KeyStore, VaultKvKeyStore,
+    };
+
+    let unseal = vault.spec.unseal_config.clone().unwrap_or_default();
+    let kind = unseal
+        .key_store()
+        .ok_or("unsealConfig: name exactly one key store (or hsm with kubernetes)")?;
+    let secret = || -> Result<SecretKeyStore, String> {
+        let location = SecretLocation::for_vault(vault)
+            .ok_or("the resource has no name or namespace".to_string())?;
+        Ok(SecretKeyStore::new(ctx.client.clone(), location))
+    };
+    let failed = |error: &dyn std::fmt::Display| format!("unsealConfig.{kind}: {error}");
+    let store: Box<dyn KeyStore> = match (kind, &unseal) {
+        (KeyStoreKind::Kubernetes, _) => Box::new(secret()?),
+        (
+            KeyStoreKind::Aws,
+            UnsealConfig {
+                aws: Some(spec), ..
+            },
+        ) => Box::new(S3KeyStore::from_spec(spec).await.map_err(|e| failed(&e))?),
+        (
+            KeyStoreKind::Vault,
+            UnsealConfig {
+                vault: Some(spec), ..
+            },
+        ) => Box::new(VaultKvKeyStore::from_spec(spec).map_err(|e| failed(&e))?),
+        (
+            KeyStoreKind::Alibaba,
+            UnsealConfig {
+                alibaba: Some(spec),
+                ..
+            },
+        ) => Box::new(OssKeyStore::from_spec(spec).map_err(|e| failed(&e))?),
+        (
+            KeyStoreKind::Oci,
+            UnsealConfig {
+                oci: Some(spec), ..
+            },
+        ) => Box::new(OciBucketKeyStore::from_spec(spec).map_err(|e| failed(&e))?),
+        (
+            KeyStoreKind::Hsm,
+            UnsealConfig {
+                hsm: Some(spec),
+                kubernetes,
+                ..
+            },
+        ) => {
+            if kubernetes.is_some() {
+                let inner = Box::new(secret()?);
+                let store = Pkcs11KeyStore::encrypting(spec, inner).await;
+                Box::new(store.map_err(|e| failed(&e))?)
+            } else {
+                Box::new(
+                    Pkcs11KeyStore::from_spec(spec)
+                        .await
+                        .map_err(|e| failed(&e))?,
+                )
+            }
         }
-        // TODO(cloud key stores): AWS, Google, Azure, Alibaba, OCI, Vault and HSM stores.
-        Some(other) => Err(format!(
-            "unsealConfig.{other}: this controller does not support that key store yet; \
-             use unsealConfig.kubernetes"
-        )),
-        None => Err("unsealConfig: name exactly one key store".to_string()),
-    }
+        // TODO(cloud key stores): Google Cloud KMS with Storage, and Azure Key Vault.
+        (other, _) => {
+            return Err(format!(
+                "unsealConfig.{other}: this controller does not support that key store yet"
+            ));
+        }
+    };
+    Ok(store)
 }
 
 /// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
@@ -573,7 +625,7 @@ mod tests {
     #[test]
     fn a_blocked_step_says_why_on_both_conditions_and_waits_for_a_change() {
         let blocked = VaultObservation::Blocked {
-            reason: "KeyStoreUnsupported",
+            reason: "KeyStoreUnusable",
             message: "unsealConfig.aws: not supported".to_string(),
         };
         let mut status = VaultStatus::default();
@@ -581,7 +633,7 @@ mod tests {
         for type_ in [INITIALIZED, UNSEALED] {
             let condition = status.condition(type_).cloned().unwrap_or_default();
             assert_eq!(condition.status, "False");
-            assert_eq!(condition.reason.as_deref(), Some("KeyStoreUnsupported"));
+            assert_eq!(condition.reason.as_deref(), Some("KeyStoreUnusable"));
         }
         assert!(blocked.settled(false));
     }

@@ -190,3 +190,32 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
 }
+
+/// Runs `curl` with `args` in the network namespace `netns`, for servers that only pods
+/// and that namespace reach; gives the HTTP status code and the body.
+pub async fn curl(netns: &str, args: &[&str]) -> Result<(u16, String), Error> {
+    let what = format!("curl {} in {netns}", args.join(" "));
+    let output = tokio::process::Command::new("ip")
+        .args(["netns", "exec", netns, "curl", "-sS", "--max-time"])
+        .arg(REQUEST_TIMEOUT_SECONDS)
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::Io(what.clone(), e))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_ref()));
+    if !output.status.success() {
+        return Err(Error::Command {
+            command: what,
+            reason: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    let code = code.trim().parse().map_err(|_| Error::Command {
+        command: what,
+        reason: format!("no status code in {code:?}"),
+    })?;
+    Ok((code, body.to_string()))
+}

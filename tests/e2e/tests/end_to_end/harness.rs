@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use e2e::inside::{VaultPods, container_pid, secret_value};
+use e2e::operator::{Component, Operator, Scope};
 use e2e::{Kubectl, say, wait_for};
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -128,6 +129,59 @@ impl Case {
         wait_for("the Configured condition", CONFIGURED_WITHIN, || async {
             let status = self.status().await?;
             Ok::<_, BoxError>(status.is_true(CONFIGURED).then_some(()))
+        })
+        .await
+    }
+
+    /// A controller of this case's own, alone serving its namespace, in namespace
+    /// `vault-operator-<suffix>`, with one replica changed by `configure` (its
+    /// environment, say). Remove it after deleting the Vault: its finalizer needs it.
+    pub async fn own_controller(
+        &self,
+        suffix: &str,
+        configure: impl Fn(&mut Value) -> Result<(), BoxError>,
+    ) -> Result<Operator, BoxError> {
+        let scope = Scope {
+            namespace: format!("vault-operator-{suffix}"),
+            suffix: suffix.to_string(),
+            serves: vec![self.namespace.clone()],
+        };
+        let mut objects = scope.manifests(&[Component::Controller])?;
+        for deployment in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+            deployment["spec"]["replicas"] = json!(1);
+            configure(deployment)?;
+        }
+        Ok(Operator::install(&self.suite.cluster, scope, objects).await?)
+    }
+
+    /// Deletes the Vault, then removes `controller` (from [`Case::own_controller`]), with
+    /// its logs printed unless `outcome` is a success; gives back `outcome`, or what failed
+    /// after it.
+    pub async fn remove_own_controller(
+        &self,
+        mut controller: Operator,
+        outcome: Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let deleted = self.delete_vault().await;
+        if outcome.is_ok() && deleted.is_ok() {
+            controller.passed();
+        }
+        controller.remove().await?;
+        deleted?;
+        outcome
+    }
+
+    /// Waits until the status shows `size` pods, each a Raft voter with a role: read by
+    /// the controller with its own token, where no root token is at hand.
+    pub async fn voters_in_status(&self, size: usize) -> Result<(), BoxError> {
+        wait_for("voters in the status", RECOVERY_WITHIN, || async {
+            let status = self.status().await?;
+            let voting = status.pods.len() == size
+                && status
+                    .pods
+                    .iter()
+                    .all(|pod| pod.voter == Some(true) && pod.raft_role.is_some());
+            Ok::<_, BoxError>(voting.then_some(()))
         })
         .await
     }

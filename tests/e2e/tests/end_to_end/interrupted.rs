@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use e2e::operator::{Component, Operator, Scope, set_env};
+use e2e::operator::{Operator, set_env};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -24,36 +24,14 @@ const POINTS: [&str; 5] = [
     "between-unseal-keys",
 ];
 
-/// The namespace of this scenario's own controller.
-pub const CRASHING_OPERATOR: &str = "vault-operator-e2e-crash";
-
 pub async fn run(case: &Case) -> Result<(), BoxError> {
-    let ns = case.namespace.as_str();
-    let scope = Scope {
-        namespace: CRASHING_OPERATOR.to_string(),
-        suffix: "e2e-crash".to_string(),
-        serves: vec![ns.to_string()],
-    };
-    let mut objects = scope.manifests(&[Component::Controller])?;
-    for deployment in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
-        arm(deployment)?;
-    }
-    let mut operator = Operator::install(&case.suite.cluster, scope, objects).await?;
-    let outcome = survive_crashes(case, &operator).await;
-
-    // Its finalizer needs this controller: delete the Vault before the controller goes.
-    let deleted = case.delete_vault().await;
-    if outcome.is_ok() && deleted.is_ok() {
-        operator.passed();
-    }
-    operator.remove().await?;
-    deleted?;
-    outcome
+    let controller = case.own_controller("e2e-crash", arm).await?;
+    let outcome = survive_crashes(case, &controller).await;
+    case.remove_own_controller(controller, outcome).await
 }
 
-/// One replica, every crash point armed, the record on an emptyDir.
+/// Every crash point armed, the record on an emptyDir.
 fn arm(deployment: &mut Value) -> Result<(), BoxError> {
-    deployment["spec"]["replicas"] = json!(1);
     set_env(deployment, "VAULT_CONTROLLER_CRASH_AT", &POINTS.join(","))?;
     set_env(deployment, "VAULT_CONTROLLER_CRASH_RECORD", "/crash/record")?;
     let pod = &mut deployment["spec"]["template"]["spec"];
@@ -61,11 +39,10 @@ fn arm(deployment: &mut Value) -> Result<(), BoxError> {
     volumes.push(json!({"name": "crash", "emptyDir": {}}));
     pod["volumes"] = json!(volumes);
     let container = &mut pod["containers"][0];
-    let mounts = container["volumeMounts"]
+    let mut mounts = container["volumeMounts"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut mounts = mounts;
     mounts.push(json!({"name": "crash", "mountPath": "/crash"}));
     container["volumeMounts"] = json!(mounts);
     Ok(())

@@ -16,6 +16,7 @@
 //! 5. `interrupted`: a controller of its own, killed at each crash point of initialising
 //!    and unsealing, restarted by the kubelet; `controller/tests/crash.rs` does the same
 //!    against servers on loopback, with a storage reset checked per point.
+//! - `aws_key_store`: the unseal keys in S3 under KMS (moto), read back after a restart.
 //!
 //! Other suites share the cluster, so the operator is scoped (see `e2e::operator`): its own
 //! namespace `vault-operator-e2e`, cluster-wide objects named `*-e2e`, watching and admitting
@@ -31,6 +32,7 @@
 //! `LOCALCLUSTER_NAME=e2e cargo test -p e2e --test end_to_end`. `E2E_SCENARIOS=recovery,scaling`
 //! runs only those.
 
+mod aws_key_store;
 mod harness;
 mod interrupted;
 mod own_identity;
@@ -62,16 +64,18 @@ enum Scenario {
     Recreate,
     OwnIdentity,
     Interrupted,
+    AwsKeyStore,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::RaftSample,
         Scenario::Recovery,
         Scenario::Scaling,
         Scenario::Recreate,
         Scenario::OwnIdentity,
         Scenario::Interrupted,
+        Scenario::AwsKeyStore,
     ];
 
     /// Its name in `E2E_SCENARIOS` and in namespaces.
@@ -83,7 +87,13 @@ impl Scenario {
             Scenario::Recreate => "recreate",
             Scenario::OwnIdentity => "own-identity",
             Scenario::Interrupted => "interrupted",
+            Scenario::AwsKeyStore => "aws-key-store",
         }
+    }
+
+    /// Whether it runs a controller of its own, which alone serves its namespace.
+    fn has_own_controller(self) -> bool {
+        matches!(self, Scenario::Interrupted | Scenario::AwsKeyStore)
     }
 
     async fn run(self, case: &Case) -> Result<(), BoxError> {
@@ -94,6 +104,7 @@ impl Scenario {
             Scenario::Recreate => recreate::run(case).await,
             Scenario::OwnIdentity => own_identity::run(case).await,
             Scenario::Interrupted => interrupted::run(case).await,
+            Scenario::AwsKeyStore => aws_key_store::run(case).await,
         }
     }
 }
@@ -119,13 +130,12 @@ async fn the_operator_runs_vault_end_to_end() -> Result<(), BoxError> {
         };
         cases.push((*scenario, namespace));
     }
-    // Scenario 5 runs a controller of its own, which alone serves its namespace.
     let mut scope = Scope {
         namespace: OPERATOR_NAMESPACE.to_string(),
         suffix: "e2e".to_string(),
         serves: cases
             .iter()
-            .filter(|(scenario, _)| *scenario != Scenario::Interrupted)
+            .filter(|(scenario, _)| !scenario.has_own_controller())
             .map(|(_, ns)| ns.clone())
             .collect(),
     };

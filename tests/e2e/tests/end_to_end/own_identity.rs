@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
 use crate::BoxError;
-use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
+use crate::harness::{Case, FIRST_UNSEAL_WITHIN, VAULT, measured};
 
 pub async fn run(case: &Case) -> Result<(), BoxError> {
     let ns = case.namespace.as_str();
@@ -24,16 +24,7 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
     case.converged(3, FIRST_UNSEAL_WITHIN).await?;
     // Roles and votes come from the Raft configuration, which only a token can read: the
     // controller's own, since no root token is kept (and the test has none either).
-    e2e::wait_for("three voters in the status", RECOVERY_WITHIN, || async {
-        let status = case.status().await?;
-        let voting = status.pods.len() == 3
-            && status
-                .pods
-                .iter()
-                .all(|pod| pod.voter == Some(true) && pod.raft_role.is_some());
-        Ok::<_, BoxError>(voting.then_some(()))
-    })
-    .await?;
+    case.voters_in_status(3).await?;
     measured(
         ns,
         "three voters, without a stored root token",
