@@ -310,6 +310,49 @@ pub struct StartupData {
     pub secret_key_ref: Vec<Value>,
 }
 
+/// `groups[]`: an identity group. Besides `name`, the fields go to
+/// `identity/group/name/<name>` as written (`type`, `policies`, `metadata`, ...).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// The other fields, such as `type`, `policies` and `metadata`.
+    #[serde(flatten)]
+    pub fields: Fields,
+}
+
+/// `group-aliases[]`: the alias of an external group, tied to an auth method.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupAlias {
+    /// The alias's name: the group's name in the auth method (an LDAP group, a team).
+    pub name: String,
+    /// The path of the auth method (without `auth/`).
+    pub mountpath: String,
+    /// The name of the group it is an alias of.
+    pub group: String,
+}
+
+/// `purgeUnmanagedConfig`: whether what the configuration does not name is removed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purge {
+    /// Removes what the configuration does not name, in every section not excluded.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Sections (`policies`, `auth`, `secrets`, `audit`, `groups`, `group-aliases`,
+    /// `plugins`) left alone when `true`.
+    #[serde(default)]
+    pub exclude: std::collections::BTreeMap<String, bool>,
+}
+
+impl Purge {
+    /// Whether what `section` does not name is removed.
+    pub fn purges(&self, section: &str) -> bool {
+        self.enabled && !self.exclude.get(section).copied().unwrap_or(false)
+    }
+}
+
 /// `externalConfig`, read section by section.
 #[derive(Debug, Default)]
 pub struct ExternalConfig {
@@ -321,6 +364,13 @@ pub struct ExternalConfig {
     pub secrets: Vec<Entry<SecretsEngine>>,
     /// `startupSecrets`.
     pub startup_secrets: Vec<Entry<StartupSecret>>,
+    /// `groups`.
+    pub groups: Vec<Entry<Group>>,
+    /// `group-aliases`.
+    pub group_aliases: Vec<Entry<GroupAlias>>,
+    /// `purgeUnmanagedConfig`: off when left out, or when it does not parse (reported in
+    /// `other`).
+    pub purge: Purge,
     /// Items of sections not applied yet, and problems with the sections themselves (an
     /// unknown key, a section that is not a list).
     pub other: Vec<Entry<()>>,
@@ -347,6 +397,8 @@ impl ExternalConfig {
         collect(&self.auth, &mut problems);
         collect(&self.secrets, &mut problems);
         collect(&self.startup_secrets, &mut problems);
+        collect(&self.groups, &mut problems);
+        collect(&self.group_aliases, &mut problems);
         collect(&self.other, &mut problems);
         problems
     }
@@ -408,15 +460,38 @@ pub fn parse(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> ExternalCo
         parsed.startup_secrets = reader.section("startupSecrets", items, naming, normalise_startup);
     }
 
-    // TODO(audit devices, plugin registration, identity groups and group aliases,
-    // purgeUnmanagedConfig): read and reported as not applied, so nothing is silently
-    // dropped.
-    let pending: [(&'static str, &[&str]); 4] = [
-        ("audit", &["path", "type"]),
-        ("plugins", &["plugin_name"]),
-        ("groups", &["name"]),
-        ("group-aliases", &["name"]),
-    ];
+    if let Some(items) = section("groups") {
+        let naming = Naming::new(&["name"], &[]);
+        parsed.groups = reader.section("groups", items, naming, |group: &mut Group| {
+            check_path("name", &group.name)
+        });
+    }
+    if let Some(items) = section("group-aliases") {
+        let naming = Naming::new(&["name"], &[]);
+        parsed.group_aliases =
+            reader.section("group-aliases", items, naming, |alias: &mut GroupAlias| {
+                alias.mountpath = alias.mountpath.trim_matches('/').to_string();
+                check_path("mountpath", &alias.mountpath)?;
+                check_path("group", &alias.group)
+            });
+    }
+    if let Some(purge) = section("purgeUnmanagedConfig") {
+        match Purge::deserialize(purge) {
+            Ok(read) => parsed.purge = read,
+            Err(error) => {
+                let message = without_values(&error.to_string());
+                let problem = Problem::Shape { message };
+                parsed
+                    .other
+                    .push(Entry::failed("purgeUnmanagedConfig", problem));
+            }
+        }
+    }
+
+    // TODO(audit devices, plugin registration): read and reported as not applied, so
+    // nothing is silently dropped.
+    let pending: [(&'static str, &[&str]); 2] =
+        [("audit", &["path", "type"]), ("plugins", &["plugin_name"])];
     for (name, naming) in pending {
         if let Some(items) = section(name) {
             let naming = Naming::new(naming, &[]);
@@ -428,14 +503,6 @@ pub fn parse(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> ExternalCo
                 parsed.other.push(Entry::failed(entry.item, problem));
             }
         }
-    }
-    if section("purgeUnmanagedConfig").is_some() {
-        let problem = Problem::NotApplied {
-            section: "purgeUnmanagedConfig",
-        };
-        parsed
-            .other
-            .push(Entry::failed("purgeUnmanagedConfig", problem));
     }
     parsed
 }
@@ -762,10 +829,19 @@ impl Redactor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The auth method of one `auth` item, which must parse.
+    pub(crate) fn method(value: Value) -> AuthMethod {
+        let parsed = parse(&json!({ "auth": [value] }), &|_| None);
+        match parsed.auth.into_iter().next().map(|entry| entry.parsed) {
+            Some(Ok(method)) => method,
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -916,9 +992,10 @@ mod tests {
             "policies": [{"name": "a", "rules": ""}, {"name": "a", "rules": ""},
                          {"name": "../sys", "rules": ""}],
             "auth": [{"type": "userpass", "path": "a b"}],
-            "groups": [{"name": "admin"}],
+            "groups": [{"name": "admin"}, {"name": "a/../b"}],
+            "group-aliases": [{"name": "admin", "mountpath": "/ldap/", "group": "admin"}],
             "audit": [{"type": "file"}],
-            "purgeUnmanagedConfig": {"enabled": true},
+            "purgeUnmanagedConfig": {"enabled": "yes"},
         });
         let parsed = parse(&config, &env);
         let problems: Vec<String> = parsed
@@ -932,9 +1009,9 @@ mod tests {
                 "policies[a]: named twice in its section; only the first is applied",
                 "policies[../sys]: name `../sys` is not a usable Vault path",
                 "auth[a b]: path `a b` is not a usable Vault path",
+                "groups[a/../b]: name `a/../b` is not a usable Vault path",
+                "purgeUnmanagedConfig: invalid type: string, expected a boolean",
                 "audit[file]: audit is not applied yet",
-                "groups[admin]: groups is not applied yet",
-                "purgeUnmanagedConfig: purgeUnmanagedConfig is not applied yet",
             ]
             .iter()
             .map(|s| s.to_string())

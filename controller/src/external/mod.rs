@@ -5,22 +5,25 @@
 //!
 //! The schema is Bank-Vaults' (`../shared/samples/bank-vaults/external-config-reference.yml`).
 //! Sections are applied in dependency order: auth methods (policies name their accessors),
-//! policies, secrets engines, startup secrets (written into the engines). Every item is
-//! reported on its own, by its path in the configuration (`auth[kubernetes].roles[default]`);
-//! one that fails does not stop the others.
+//! policies, secrets engines, startup secrets (written into the engines), identity groups
+//! and their aliases (which name auth mounts); then, with `purgeUnmanagedConfig`, what the
+//! configuration does not name is removed. Every item is reported on its own, by its path
+//! in the configuration (`auth[kubernetes].roles[default]`); one that fails does not stop
+//! the others.
 //!
 //! - [`config`]: the schema, typed, templated and checked item by item.
-//! - [`report`]: what a pass did.
+//! - [`report`]: what a pass did, and the [`AppliedHashes`] to keep for the next.
 //!
-//! TODO(audit devices, plugin registration, identity groups and group aliases,
-//! purgeUnmanagedConfig, `secretKeyRef` and pki startup secrets): read and reported as
-//! skipped, not applied.
+//! TODO(audit devices, plugin registration, `secretKeyRef` and pki startup secrets): read
+//! and reported as skipped, not applied.
 
 mod auth;
 mod compare;
 pub mod config;
+mod identity;
 mod io;
 mod policies;
+mod purge;
 pub mod report;
 mod secrets;
 mod startup;
@@ -31,7 +34,7 @@ use serde_json::Value;
 use tracing::{debug, info, warn};
 
 pub use config::{ExternalConfig, Problem, parse};
-pub use report::{ApplyReport, ItemReport, Outcome};
+pub use report::{AppliedHashes, ApplyReport, ItemReport, Outcome};
 
 use self::compare::{Drift, drift, input_hash};
 use self::config::{Fields, Redactor};
@@ -49,7 +52,7 @@ pub struct ApplyOptions {
     /// The input hashes of the last pass, as [`ApplyReport::applied_hashes`] gave them.
     /// Without them, an item with fields Vault does not return (a user's password) is
     /// written again even when Vault holds it.
-    pub applied_hashes: BTreeMap<String, String>,
+    pub applied_hashes: AppliedHashes,
     /// A secret mixed into every input hash, so that a stored hash cannot be checked
     /// against guessed passwords. It must stay the same from pass to pass.
     pub hash_key: Option<Secret>,
@@ -101,9 +104,12 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     };
 
     auth::apply(&mut pass, &parsed.auth).await;
-    // Read after the auth methods are enabled: policies and engine configuration name
-    // their accessors.
-    let accessors = if needs_accessors(config) {
+    // Read after the auth methods are enabled: policies, engine configuration and group
+    // aliases name their accessors.
+    let accessors = if needs_accessors(config)
+        || !parsed.group_aliases.is_empty()
+        || parsed.purge.purges("group-aliases")
+    {
         auth::accessors(&pass.io).await
     } else {
         Ok(BTreeMap::new())
@@ -111,6 +117,9 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     policies::apply(&mut pass, &parsed.policies, &accessors).await;
     secrets::apply(&mut pass, &parsed.secrets, &accessors).await;
     startup::apply(&mut pass, &parsed.startup_secrets).await;
+    identity::apply_groups(&mut pass, &parsed.groups).await;
+    identity::apply_aliases(&mut pass, &parsed.group_aliases, &accessors).await;
+    purge::apply(&mut pass, &parsed, &accessors).await;
 
     for entry in &parsed.other {
         let outcome = match &entry.parsed {
@@ -198,7 +207,7 @@ impl Pass<'_> {
     /// The hash of an item's input, and the one the last pass applied.
     fn hashes(&self, item: &str, input: &Value) -> (String, Option<&str>) {
         let hash = input_hash(self.options.hash_key.as_ref(), item, input);
-        let previous = self.options.applied_hashes.get(item).map(String::as_str);
+        let previous = self.options.applied_hashes.get(item);
         (hash, previous)
     }
 
@@ -221,6 +230,21 @@ impl Pass<'_> {
             writes,
             input_hash,
         });
+    }
+
+    /// Removes what is at `path` and reports it as `item`.
+    async fn remove(&mut self, item: &str, path: &str) {
+        let before = self.io.writes();
+        info!(pod = %self.io.pod(), item, "removing what the configuration does not name");
+        match self.io.delete(path).await {
+            Ok(()) => self.report.push(ItemReport {
+                item: item.to_string(),
+                outcome: Outcome::Removed,
+                writes: self.io.writes() - before,
+                input_hash: None,
+            }),
+            Err(error) => self.record(item, before, Err(error)),
+        }
     }
 
     /// Reports an item that was not tried.

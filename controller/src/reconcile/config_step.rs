@@ -1,13 +1,16 @@
 //! The configuration step: `externalConfig` applied to an unsealed Vault through the
 //! leader, when the resource changes and again every period, so drift in Vault (a policy
 //! edited by hand, a role deleted) is put back. The Configured condition carries the
-//! outcome; each failing item gets an Event with its path and Vault's answer.
+//! outcome; each failing item gets an Event with its path and Vault's answer. The input
+//! hashes of items Vault cannot read back are kept in an annotation of the resource
+//! ([`AppliedHashes::ANNOTATION`]), so a restarted controller does not write them again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -15,15 +18,15 @@ use vault_api::Vault;
 use vault_api::status::{CONFIGURED, ConditionUpdate, VaultStatus};
 
 use super::Context;
-use crate::external::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::external::{self, AppliedHashes, ApplyOptions, ApplyReport, Outcome};
 use crate::keystore::{KeyStore, ROOT_TOKEN};
 use crate::unseal::{Cluster, Report};
 
 /// How soon a pass with failed items is tried again.
 pub const RETRY_FAILED: Duration = Duration::from_secs(30);
 
-/// What the last pass of each `Vault` left, kept in memory: after a restart the first pass
-/// compares everything again, which writes nothing Vault already holds.
+/// When the last pass of each `Vault` ran and how it went, kept in memory: after a restart
+/// the first pass compares everything again, which writes nothing Vault already holds.
 #[derive(Default)]
 pub struct ConfigMemory {
     passes: Mutex<HashMap<String, LastPass>>,
@@ -33,8 +36,6 @@ struct LastPass {
     generation: Option<i64>,
     at: Instant,
     failed: bool,
-    /// The input hashes of items whose secret fields Vault does not return.
-    hashes: BTreeMap<String, String>,
 }
 
 impl ConfigMemory {
@@ -46,14 +47,6 @@ impl ConfigMemory {
         })
     }
 
-    fn hashes(&self, key: &str) -> BTreeMap<String, String> {
-        let passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
-        passes
-            .get(key)
-            .map(|last| last.hashes.clone())
-            .unwrap_or_default()
-    }
-
     fn record(&self, key: String, generation: Option<i64>, report: &ApplyReport) {
         let mut passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
         passes.insert(
@@ -62,7 +55,6 @@ impl ConfigMemory {
                 generation,
                 at: Instant::now(),
                 failed: !report.succeeded(),
-                hashes: report.applied_hashes(),
             },
         );
     }
@@ -177,27 +169,71 @@ pub async fn configure(
         Err(error) => return ConfigObservation::Waiting(error.to_string()),
     };
 
+    let applied_hashes = applied_hashes(vault);
     let options = ApplyOptions {
-        applied_hashes: ctx.config_memory.hashes(&key),
+        applied_hashes: applied_hashes.clone(),
+        // The annotation can be read by whoever reads the resource: keyed with the root
+        // token, its hashes cannot be checked against guessed passwords. A new root token
+        // writes the items with unreadable fields once more.
+        hash_key: Some(token.clone()),
         ..ApplyOptions::default()
     };
     let config = Value::Object(vault.spec.external_config.0.clone());
     let report = external::apply(&authed, &config, &options).await;
     ctx.config_memory.record(key, generation, &report);
+    let hashes = report.applied_hashes();
+    if hashes != applied_hashes {
+        keep_hashes(ctx, vault, &hashes).await;
+    }
     publish(ctx, vault, &report).await;
     ConfigObservation::Applied(report)
 }
 
-/// An Event when the pass wrote anything, and one per failed item.
+/// The hashes the last pass left in the resource's annotation.
+fn applied_hashes(vault: &Vault) -> AppliedHashes {
+    vault
+        .annotations()
+        .get(AppliedHashes::ANNOTATION)
+        .and_then(|text| AppliedHashes::from_annotation(text))
+        .unwrap_or_default()
+}
+
+/// Writes `hashes` into the resource's annotation. A failure is logged: the next pass then
+/// writes the items with unreadable fields once more, which is harmless.
+async fn keep_hashes(ctx: &Context, vault: &Vault, hashes: &AppliedHashes) {
+    let api: Api<Vault> =
+        Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        AppliedHashes::ANNOTATION: hashes.to_annotation(),
+    }}});
+    let patched = api
+        .patch(
+            &vault.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    if let Err(error) = patched {
+        warn!(vault = %vault.name_any(), %error, "keeping the applied configuration hashes");
+    }
+}
+
+/// An Event when the pass wrote or removed anything, and one per failed item.
 async fn publish(ctx: &Context, vault: &Vault, report: &ApplyReport) {
-    let written: Vec<&str> = report
-        .items
-        .iter()
-        .filter(|item| item.outcome == Outcome::Written)
-        .map(|item| item.item.as_str())
-        .collect();
-    if !written.is_empty() {
-        let note = format!("externalConfig applied: {}", written.join(", "));
+    let changed = |wanted: Outcome| -> Vec<&str> {
+        report
+            .items
+            .iter()
+            .filter(|item| item.outcome == wanted)
+            .map(|item| item.item.as_str())
+            .collect()
+    };
+    let (written, removed) = (changed(Outcome::Written), changed(Outcome::Removed));
+    if !written.is_empty() || !removed.is_empty() {
+        let mut note = format!("externalConfig applied: {}", written.join(", "));
+        if !removed.is_empty() {
+            note.push_str(&format!("; removed: {}", removed.join(", ")));
+        }
         info!(%note);
         ctx.publish(vault, EventType::Normal, "Configured", note)
             .await;
@@ -246,13 +282,6 @@ mod tests {
             memory.due("ns/vault", Some(1), Duration::ZERO),
             "the period passed"
         );
-        assert_eq!(
-            memory
-                .hashes("ns/vault")
-                .get("policies[a]")
-                .map(String::as_str),
-            Some("hash-of-policies[a]")
-        );
 
         let bad = ApplyReport {
             items: vec![item("auth[x]", Outcome::Failed("refused".into()))],
@@ -260,6 +289,29 @@ mod tests {
         memory.record("ns/vault".into(), Some(1), &bad);
         assert!(!memory.due("ns/vault", Some(1), period), "not at once");
         assert!(memory.due("ns/other", Some(1), period), "per Vault");
+    }
+
+    #[test]
+    fn hashes_are_read_back_from_the_annotation_they_are_kept_in() {
+        let mut vault = Vault::new("vault", Default::default());
+        assert!(applied_hashes(&vault).is_empty());
+
+        let hashes = AppliedHashes(
+            [(
+                "auth[userpass].users[admin]".to_string(),
+                "ab12".to_string(),
+            )]
+            .into(),
+        );
+        vault
+            .annotations_mut()
+            .insert(AppliedHashes::ANNOTATION.into(), hashes.to_annotation());
+        assert_eq!(applied_hashes(&vault), hashes);
+
+        vault
+            .annotations_mut()
+            .insert(AppliedHashes::ANNOTATION.into(), "edited by hand".into());
+        assert!(applied_hashes(&vault).is_empty(), "compared afresh");
     }
 
     #[test]
