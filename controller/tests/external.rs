@@ -11,13 +11,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use vault_controller::Secret;
-use vault_controller::external::{self, AppliedHashes, ApplyOptions, ApplyReport, Outcome};
+use vault_controller::external::{
+    self, AppliedHashes, ApplyOptions, ApplyReport, Outcome, SecretValues,
+};
 use vault_controller::vault::{AuthedClient, PodEndpoint, Trust, VaultPodClient};
 
 use common::{BoxError, Capture, assert_no_secret, bao};
@@ -184,6 +188,7 @@ fn options(ca: &str, extra: &[(&str, &str)], applied_hashes: AppliedHashes) -> A
         applied_hashes,
         hash_key: Some(Secret::from("test hash key")),
         kubernetes_ca_cert: Some(ca.to_string()),
+        secret_values: None,
     }
 }
 
@@ -868,5 +873,166 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
         ["purgeUnmanagedConfig.policies[stray3]"],
         "{seventh}"
     );
+    Ok(())
+}
+
+/// Kubernetes Secrets in memory, by Secret name and key.
+#[derive(Default)]
+struct MemorySecrets(Mutex<BTreeMap<(String, String), String>>);
+
+impl MemorySecrets {
+    fn set(&self, name: &str, key: &str, value: &str) {
+        let mut values = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        values.insert((name.to_string(), key.to_string()), value.to_string());
+    }
+}
+
+#[async_trait]
+impl SecretValues for MemorySecrets {
+    async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String> {
+        let values = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(values
+            .get(&(name.to_string(), key.to_string()))
+            .map(|value| Secret::new(value.clone())))
+    }
+}
+
+/// A self-signed CA: its certificate and its key, PEM.
+fn ca_bundle(name: &str) -> Result<(String, String), BoxError> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate()?;
+    Ok((params.self_signed(&key)?.pem(), key.serialize_pem()))
+}
+
+/// The pki engine's default CA certificate, trimmed.
+async fn default_ca(vault: &AuthedClient) -> Result<String, BoxError> {
+    let held = read(vault, "pki/cert/ca").await?;
+    Ok(held["certificate"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+#[tokio::test]
+async fn startup_secrets_from_kubernetes_secrets_and_a_pki_bundle() -> Result<(), BoxError> {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let server = DevServer::start(19450)?;
+    let vault = server.authed().await?;
+    let ca = kubernetes_ca()?;
+    let (pki_ca, pki_key) = ca_bundle("startup CA")?;
+    let password = "k8s-Passw0rd-value";
+    let secrets = Arc::new(MemorySecrets::default());
+    secrets.set("app-creds", "user", "svc-user-1");
+    secrets.set("app-creds", "password", password);
+    secrets.set("vault-ca", "ca.crt", &pki_ca);
+    secrets.set("vault-ca", "ca.key", &pki_key);
+    let with_secrets = |hashes: AppliedHashes| ApplyOptions {
+        secret_values: Some(secrets.clone()),
+        ..options(&ca, &[], hashes)
+    };
+    let config = json!({
+        "secrets": [{"type": "pki", "config": {"max_lease_ttl": "720h"}}],
+        "startupSecrets": [
+            {"type": "kv", "path": "secret/data/app", "data": {
+                "data": {"static": "x"},
+                "secretKeyRef": [{"name": "app-creds", "key": "user"},
+                                 {"name": "app-creds", "key": "password"}]}},
+            {"type": "kv", "path": "secret/data/missing", "data": {
+                "secretKeyRef": [{"name": "app-creds", "key": "nope"}]}},
+            {"type": "pki", "path": "pki/config/ca", "data": {
+                "secretKeyRef": [{"name": "vault-ca", "key": "ca.crt"},
+                                 {"name": "vault-ca", "key": "ca.key"}]}},
+        ],
+    });
+
+    let first = external::apply(&vault, &config, &with_secrets(AppliedHashes::default())).await;
+    assert_eq!(
+        items_where(&first, |o| matches!(o, Outcome::Written)),
+        [
+            "secrets[pki]",
+            "startupSecrets[secret/data/app]",
+            "startupSecrets[pki/config/ca]",
+        ],
+        "{first}"
+    );
+    assert_eq!(
+        first
+            .item("startupSecrets[secret/data/missing]")
+            .map(|item| &item.outcome),
+        Some(&Outcome::Failed(
+            "secretKeyRef[0]: Secret `app-creds` has no key `nope`".to_string()
+        ))
+    );
+    let app = read(&vault, "secret/data/app").await?;
+    assert_eq!(
+        app["data"],
+        json!({"static": "x", "user": "svc-user-1", "password": password})
+    );
+    assert_eq!(default_ca(&vault).await?, pki_ca.trim());
+
+    // Held: the next pass writes nothing (the missing key fails before any write).
+    let second = external::apply(&vault, &config, &with_secrets(first.applied_hashes())).await;
+    assert_eq!(second.writes(), 0, "{second}");
+
+    // The Kubernetes Secret changes: so does Vault's copy.
+    let changed = "k8s-Passw0rd-changed";
+    secrets.set("app-creds", "password", changed);
+    let third = external::apply(&vault, &config, &with_secrets(second.applied_hashes())).await;
+    assert_eq!(
+        items_where(&third, |o| matches!(o, Outcome::Written)),
+        ["startupSecrets[secret/data/app]"],
+        "{third}"
+    );
+    assert_eq!(
+        read(&vault, "secret/data/app").await?["data"]["password"],
+        changed
+    );
+
+    // Someone makes another CA the default issuer: ours is made the default again.
+    let (other_ca, other_key) = ca_bundle("other CA")?;
+    let bundle = json!({"pem_bundle": format!("{other_ca}\n{other_key}")});
+    let imported = vault
+        .request("importing", Method::POST, "pki/config/ca", Some(&bundle))
+        .await?;
+    let other_issuer = imported["data"]["imported_issuers"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    send(
+        &vault,
+        Method::POST,
+        "pki/config/issuers",
+        json!({"default": other_issuer}),
+    )
+    .await?;
+    assert_eq!(default_ca(&vault).await?, other_ca.trim());
+    let fourth = external::apply(&vault, &config, &with_secrets(third.applied_hashes())).await;
+    assert_eq!(
+        items_where(&fourth, |o| matches!(o, Outcome::Written)),
+        ["startupSecrets[pki/config/ca]"],
+        "{fourth}"
+    );
+    assert_eq!(default_ca(&vault).await?, pki_ca.trim());
+    // The import, and the default issuer set back.
+    assert_eq!(fourth.writes(), 2, "{fourth}");
+    let fifth = external::apply(&vault, &config, &with_secrets(fourth.applied_hashes())).await;
+    assert_eq!(fifth.writes(), 0, "{fifth}");
+
+    // No value read from a Secret is in a report or the logs.
+    let values = [
+        password.to_string(),
+        changed.to_string(),
+        pki_key.lines().nth(1).unwrap_or("x").to_string(),
+    ];
+    for report in [&first, &second, &third, &fourth] {
+        assert_no_secret(&format!("{report:?}"), &values, "the report")?;
+    }
+    assert_no_secret(&capture.text(), &values, "the logs")?;
     Ok(())
 }

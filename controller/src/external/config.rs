@@ -262,7 +262,8 @@ impl std::fmt::Debug for SecretsEngine {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartupSecret {
-    /// `kv` (`pki` bundles are not applied yet).
+    /// `kv`, or `pki` for a CA bundle (certificate and key) imported at `path`, such as
+    /// `pki/config/ca`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The API path, such as `secret/data/accounts/aws` for kv version 2.
@@ -305,7 +306,8 @@ pub struct StartupData {
     /// kv version 2 write options, such as `cas: 0`.
     #[serde(default)]
     pub options: Fields,
-    /// Keys read from Kubernetes Secrets instead of `data`.
+    /// Keys read from Kubernetes Secrets of the `Vault`'s namespace, each `{name, key}`:
+    /// kept under `key`, beside those of `data`.
     #[serde(default, rename = "secretKeyRef")]
     pub secret_key_ref: Vec<Value>,
 }
@@ -807,8 +809,10 @@ impl Redactor {
             }
             Value::Object(fields) => {
                 for (key, field) in fields {
-                    // A startup secret's `data` is the secret as a whole.
-                    let secret = everything || is_secret_key(key) || key == "data";
+                    // A startup secret's `data` is the secret as a whole, but for the
+                    // names of the Kubernetes Secrets its `secretKeyRef` reads.
+                    let secret = key != "secretKeyRef"
+                        && (everything || is_secret_key(key) || key == "data");
                     self.add_secret_fields(field, secret);
                 }
             }

@@ -102,6 +102,23 @@ pub(crate) enum ItemError {
         /// The auth path.
         path: String,
     },
+    /// A `secretKeyRef` could not be resolved.
+    #[error("secretKeyRef[{index}]: {reason}")]
+    SecretRef {
+        /// Its place in the list.
+        index: usize,
+        /// What is wrong: names of Secrets and keys, never values.
+        reason: String,
+    },
+    /// A pki startup secret's path is under no pki mount.
+    #[error("no pki secrets engine is mounted above {path}")]
+    NoPkiMount {
+        /// The secret's path.
+        path: String,
+    },
+    /// A pki startup secret holds no certificate.
+    #[error("the pki bundle holds no certificate")]
+    NoCertificate,
     /// A startup secret's path is under no kv mount.
     #[error("no kv secrets engine is mounted above {path}")]
     NoKvMount {

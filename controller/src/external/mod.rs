@@ -14,8 +14,7 @@
 //! - [`config`]: the schema, typed, templated and checked item by item.
 //! - [`report`]: what a pass did, and the [`AppliedHashes`] to keep for the next.
 //!
-//! TODO(audit devices, plugin registration, `secretKeyRef` and pki startup secrets): read
-//! and reported as skipped, not applied.
+//! TODO(audit devices, plugin registration): read and reported as skipped, not applied.
 
 mod auth;
 mod compare;
@@ -29,7 +28,9 @@ mod secrets;
 mod startup;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
@@ -60,6 +61,18 @@ pub struct ApplyOptions {
     /// Leave it out when Vault's pods mount a service-account token: Vault then reads the
     /// CA from its own pod. OpenBao refuses the config with neither.
     pub kubernetes_ca_cert: Option<String>,
+    /// Where the `secretKeyRef` values of startup secrets are read. Without it, startup
+    /// secrets with a `secretKeyRef` fail.
+    pub secret_values: Option<Arc<dyn SecretValues>>,
+}
+
+/// Reads the values that startup secrets name with `secretKeyRef`: the controller reads the
+/// Kubernetes Secrets of the `Vault`'s namespace.
+#[async_trait]
+pub trait SecretValues: Send + Sync {
+    /// The value under `key` of the Secret `name`; `Ok(None)` when either is missing. An
+    /// error says why the Secret could not be read, without its values.
+    async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String>;
 }
 
 impl std::fmt::Debug for ApplyOptions {
@@ -76,6 +89,7 @@ impl std::fmt::Debug for ApplyOptions {
             .field("applied_hashes", &self.applied_hashes.len())
             .field("hash_key", &self.hash_key)
             .field("kubernetes_ca_cert", &self.kubernetes_ca_cert.is_some())
+            .field("secret_values", &self.secret_values.is_some())
             .finish()
     }
 }
@@ -99,7 +113,7 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     let mut pass = Pass {
         io: VaultIo::new(vault),
         options,
-        redactor: &parsed.redactor,
+        redactor: parsed.redactor.clone(),
         report: ApplyReport::default(),
     };
 
@@ -163,7 +177,8 @@ fn needs_accessors(config: &Value) -> bool {
 pub(crate) struct Pass<'a> {
     io: VaultIo<'a>,
     options: &'a ApplyOptions,
-    redactor: &'a Redactor,
+    /// Masks secret values in messages; values read from Secrets are added as they come.
+    redactor: Redactor,
     report: ApplyReport,
 }
 

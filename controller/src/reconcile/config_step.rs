@@ -6,9 +6,12 @@
 //! ([`AppliedHashes::ANNOTATION`]), so a restarted controller does not write them again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -18,7 +21,8 @@ use vault_api::Vault;
 use vault_api::status::{CONFIGURED, ConditionUpdate, VaultStatus};
 
 use super::Context;
-use crate::external::{self, AppliedHashes, ApplyOptions, ApplyReport, Outcome};
+use crate::Secret;
+use crate::external::{self, AppliedHashes, ApplyOptions, ApplyReport, Outcome, SecretValues};
 use crate::keystore::{KeyStore, ROOT_TOKEN};
 use crate::unseal::{Cluster, Report};
 
@@ -176,6 +180,10 @@ pub async fn configure(
         // token, its hashes cannot be checked against guessed passwords. A new root token
         // writes the items with unreadable fields once more.
         hash_key: Some(token.clone()),
+        secret_values: Some(Arc::new(NamespaceSecrets(Api::namespaced(
+            ctx.client.clone(),
+            &vault.namespace().unwrap_or_default(),
+        )))),
         ..ApplyOptions::default()
     };
     let config = Value::Object(vault.spec.external_config.0.clone());
@@ -187,6 +195,23 @@ pub async fn configure(
     }
     publish(ctx, vault, &report).await;
     ConfigObservation::Applied(report)
+}
+
+/// The Secrets of the `Vault`'s namespace, which `secretKeyRef`s name.
+struct NamespaceSecrets(Api<KubeSecret>);
+
+#[async_trait]
+impl SecretValues for NamespaceSecrets {
+    async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String> {
+        // kube's errors name the object and the API server's reason, not the data.
+        let found = self.0.get_opt(name).await.map_err(|e| e.to_string())?;
+        let Some(bytes) = found.and_then(|secret| secret.data?.remove(key)) else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes.0)
+            .map(|value| Some(Secret::new(value)))
+            .map_err(|_| format!("the value of `{key}` is not UTF-8 text"))
+    }
 }
 
 /// The hashes the last pass left in the resource's annotation.
