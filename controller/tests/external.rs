@@ -64,13 +64,23 @@ struct DevServer {
 
 impl DevServer {
     fn start(port: u16) -> Result<Self, BoxError> {
+        Self::start_with(port, None)
+    }
+
+    /// A dev server that also reads `config` (HCL), such as a `plugin_directory`.
+    fn start_with(port: u16, config: Option<&str>) -> Result<Self, BoxError> {
         let folder = tempfile::Builder::new().prefix("external").tempdir()?;
         let token = random_token(port);
         let log = folder.path().join("bao.log");
         let output = std::fs::File::create(&log)?;
-        let child = Command::new(bao()?)
-            .arg("server")
-            .arg("-dev")
+        let mut command = Command::new(bao()?);
+        command.arg("server").arg("-dev");
+        if let Some(config) = config {
+            let file = folder.path().join("extra.hcl");
+            std::fs::write(&file, config)?;
+            command.arg(format!("-config={}", file.display()));
+        }
+        let child = command
             .arg(format!("-dev-root-token-id={}", token.expose()))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             .env_clear()
@@ -514,6 +524,8 @@ fn expected_failures(sample: &str) -> Vec<&'static str> {
         // expands. The engine and its role apply; the connection does not.
         "cr-gcpkms.yaml/vault" => vec!["secrets[database].configuration.config[mysql]"],
         "external-config-reference.yml" => vec![
+            // The dev server has no plugin directory.
+            "plugins[ethereum-plugin]",
             // OpenBao has no github, aws, ldap, okta or azure auth.
             "auth[github]",
             "auth[github].config",
@@ -535,7 +547,7 @@ fn expected_failures(sample: &str) -> Vec<&'static str> {
             "auth[azure]",
             "auth[azure].config",
             "auth[azure].roles[dev-mi]",
-            // No plugin registered (and `plugins` is not applied yet).
+            // No plugin registered.
             "secrets[ethereum-gateway]",
             // ROOT_USERNAME and ROOT_PASSWORD are not set.
             "secrets[database].configuration.config[my-mysql]",
@@ -1034,5 +1046,93 @@ async fn startup_secrets_from_kubernetes_secrets_and_a_pki_bundle() -> Result<()
         assert_no_secret(&format!("{report:?}"), &values, "the report")?;
     }
     assert_no_secret(&capture.text(), &values, "the logs")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn plugins_are_registered_in_the_catalog_and_kept() -> Result<(), BoxError> {
+    use std::os::unix::fs::PermissionsExt;
+
+    // A dummy executable: registering does not run it.
+    let plugins = tempfile::Builder::new().prefix("plugins").tempdir()?;
+    let binary = b"#!/bin/sh\nexit 1\n";
+    let path = plugins.path().join("dummy-plugin");
+    std::fs::write(&path, binary)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    let sha256: String = Sha256::digest(binary)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let directory = format!("plugin_directory = \"{}\"\n", plugins.path().display());
+    let server = DevServer::start_with(19460, Some(&directory))?;
+    let vault = server.authed().await?;
+    let ca = kubernetes_ca()?;
+
+    let stray = json!({"command": "dummy-plugin", "sha256": sha256});
+    send(
+        &vault,
+        Method::POST,
+        "sys/plugins/catalog/auth/stray",
+        stray,
+    )
+    .await?;
+    let config = |env: &str| {
+        json!({
+            "plugins": [{"plugin_name": "dummy", "type": "secret", "sha256": sha256,
+                         "command": "dummy-plugin --flag=1", "env": [env]}],
+            "purgeUnmanagedConfig": {"enabled": true,
+                "exclude": {"auth": true, "secrets": true, "policies": true}},
+        })
+    };
+
+    let first = external::apply(&vault, &config("MODE=a"), &fresh(&ca)).await;
+    assert!(first.succeeded(), "{first}");
+    assert_eq!(
+        items_where(&first, |o| matches!(o, Outcome::Written | Outcome::Removed)),
+        ["plugins[dummy]", "purgeUnmanagedConfig.plugins[auth/stray]"],
+        "{first}"
+    );
+    let held = read(&vault, "sys/plugins/catalog/secret/dummy").await?;
+    assert_eq!(held["command"], "dummy-plugin");
+    assert_eq!(held["args"], json!(["--flag=1"]));
+    assert_eq!(held["sha256"], sha256.as_str());
+    assert!(
+        read(&vault, "sys/plugins/catalog/auth/stray")
+            .await
+            .is_err()
+    );
+
+    let steady = options(&ca, &[], first.applied_hashes());
+    let second = external::apply(&vault, &config("MODE=a"), &steady).await;
+    assert_eq!(second.writes(), 0, "{second}");
+
+    // Registered again by hand without its arguments: put back.
+    let by_hand = json!({"command": "dummy-plugin", "sha256": sha256});
+    send(
+        &vault,
+        Method::POST,
+        "sys/plugins/catalog/secret/dummy",
+        by_hand,
+    )
+    .await?;
+    let third = external::apply(&vault, &config("MODE=a"), &steady).await;
+    assert_eq!(third.writes(), 1, "{third}");
+    let held = read(&vault, "sys/plugins/catalog/secret/dummy").await?;
+    assert_eq!(held["args"], json!(["--flag=1"]));
+
+    // The catalog does not show `env`: a new one is told by the input's hash.
+    let fourth = external::apply(&vault, &config("MODE=b"), &steady).await;
+    assert_eq!(
+        items_where(&fourth, |o| matches!(o, Outcome::Written)),
+        ["plugins[dummy]"],
+        "{fourth}"
+    );
+    let fifth = external::apply(
+        &vault,
+        &config("MODE=b"),
+        &options(&ca, &[], fourth.applied_hashes()),
+    )
+    .await;
+    assert_eq!(fifth.writes(), 0, "{fifth}");
     Ok(())
 }

@@ -335,6 +335,32 @@ pub struct GroupAlias {
     pub group: String,
 }
 
+/// `plugins[]`: a plugin registered in the catalog, before the auth methods and engines
+/// that run it are enabled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    /// The plugin's name in the catalog.
+    pub plugin_name: String,
+    /// `auth`, `database` or `secret`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The executable in the server's `plugin_directory`; words after the first are its
+    /// arguments when `args` is left out, as older Vault versions took them.
+    pub command: String,
+    /// The SHA-256 of the executable, hex.
+    pub sha256: String,
+    /// Arguments to the executable.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// `NAME=value` environment variables of the plugin process.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// The plugin's version, for versioned plugins.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
 /// `purgeUnmanagedConfig`: whether what the configuration does not name is removed.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,8 +368,8 @@ pub struct Purge {
     /// Removes what the configuration does not name, in every section not excluded.
     #[serde(default)]
     pub enabled: bool,
-    /// Sections (`policies`, `auth`, `secrets`, `audit`, `groups`, `group-aliases`,
-    /// `plugins`) left alone when `true`.
+    /// Sections (`policies`, `auth`, `secrets`, `groups`, `group-aliases`, `plugins`)
+    /// left alone when `true`.
     #[serde(default)]
     pub exclude: std::collections::BTreeMap<String, bool>,
 }
@@ -366,6 +392,8 @@ pub struct ExternalConfig {
     pub secrets: Vec<Entry<SecretsEngine>>,
     /// `startupSecrets`.
     pub startup_secrets: Vec<Entry<StartupSecret>>,
+    /// `plugins`.
+    pub plugins: Vec<Entry<Plugin>>,
     /// `groups`.
     pub groups: Vec<Entry<Group>>,
     /// `group-aliases`.
@@ -399,6 +427,7 @@ impl ExternalConfig {
         collect(&self.auth, &mut problems);
         collect(&self.secrets, &mut problems);
         collect(&self.startup_secrets, &mut problems);
+        collect(&self.plugins, &mut problems);
         collect(&self.groups, &mut problems);
         collect(&self.group_aliases, &mut problems);
         collect(&self.other, &mut problems);
@@ -462,6 +491,10 @@ pub fn parse(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> ExternalCo
         parsed.startup_secrets = reader.section("startupSecrets", items, naming, normalise_startup);
     }
 
+    if let Some(items) = section("plugins") {
+        let naming = Naming::new(&["plugin_name"], &[]);
+        parsed.plugins = reader.section("plugins", items, naming, normalise_plugin);
+    }
     if let Some(items) = section("groups") {
         let naming = Naming::new(&["name"], &[]);
         parsed.groups = reader.section("groups", items, naming, |group: &mut Group| {
@@ -739,6 +772,21 @@ fn normalise_engine(engine: &mut SecretsEngine) -> Result<(), Problem> {
     };
     check_path("type", engine.mount_type())?;
     check_path("path", &engine.path)
+}
+
+fn normalise_plugin(plugin: &mut Plugin) -> Result<(), Problem> {
+    if plugin.args.is_none() {
+        let mut words = plugin.command.split_whitespace().map(str::to_string);
+        let command = words.next().unwrap_or_default();
+        plugin.args = Some(words.collect());
+        plugin.command = command;
+    }
+    if !matches!(plugin.kind.as_str(), "auth" | "database" | "secret") {
+        return Err(Problem::Shape {
+            message: "type: expected `auth`, `database` or `secret`".to_string(),
+        });
+    }
+    check_path("plugin_name", &plugin.plugin_name)
 }
 
 fn normalise_startup(secret: &mut StartupSecret) -> Result<(), Problem> {

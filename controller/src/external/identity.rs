@@ -10,22 +10,13 @@ use super::config::{Entry, Group, GroupAlias};
 use super::io::ItemError;
 use super::{Applied, Desired, Pass};
 
-/// Applies every group of the configuration.
-pub(super) async fn apply_groups(pass: &mut Pass<'_>, groups: &[Entry<Group>]) {
-    for entry in groups {
-        match &entry.parsed {
-            // `identity/group/name/<name>` creates the group or updates it.
-            Ok(group) => {
-                let desired = Desired {
-                    item: entry.item.clone(),
-                    place: String::new(),
-                    api_path: format!("identity/group/name/{}", group.name),
-                    body: group.fields.clone(),
-                };
-                pass.ensure_and_record(&desired).await;
-            }
-            Err(problem) => pass.fail(&entry.item, problem.clone().into()),
-        }
+/// The group `identity/group/name/<name>` holds: written there, it is created or updated.
+pub(super) fn group(item: &str, group: &Group) -> Desired {
+    Desired {
+        item: item.to_string(),
+        place: String::new(),
+        api_path: format!("identity/group/name/{}", group.name),
+        body: group.fields.clone(),
     }
 }
 

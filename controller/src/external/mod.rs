@@ -4,7 +4,8 @@
 //! manual change puts the configuration back.
 //!
 //! The schema is Bank-Vaults' (`../shared/samples/bank-vaults/external-config-reference.yml`).
-//! Sections are applied in dependency order: auth methods (policies name their accessors),
+//! Sections are applied in dependency order: plugins (auth methods and engines may run
+//! them), auth methods (policies name their accessors),
 //! policies, secrets engines, startup secrets (written into the engines), identity groups
 //! and their aliases (which name auth mounts); then, with `purgeUnmanagedConfig`, what the
 //! configuration does not name is removed. Every item is reported on its own, by its path
@@ -14,13 +15,14 @@
 //! - [`config`]: the schema, typed, templated and checked item by item.
 //! - [`report`]: what a pass did, and the [`AppliedHashes`] to keep for the next.
 //!
-//! TODO(audit devices, plugin registration): read and reported as skipped, not applied.
+//! TODO(audit devices): read and reported as skipped, not applied.
 
 mod auth;
 mod compare;
 pub mod config;
 mod identity;
 mod io;
+mod plugins;
 mod policies;
 mod purge;
 pub mod report;
@@ -117,6 +119,8 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
         report: ApplyReport::default(),
     };
 
+    // Plugins first: auth methods and engines may run them.
+    pass.ensure_each(&parsed.plugins, plugins::desired).await;
     auth::apply(&mut pass, &parsed.auth).await;
     // Read after the auth methods are enabled: policies, engine configuration and group
     // aliases name their accessors.
@@ -131,7 +135,7 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     policies::apply(&mut pass, &parsed.policies, &accessors).await;
     secrets::apply(&mut pass, &parsed.secrets, &accessors).await;
     startup::apply(&mut pass, &parsed.startup_secrets).await;
-    identity::apply_groups(&mut pass, &parsed.groups).await;
+    pass.ensure_each(&parsed.groups, identity::group).await;
     identity::apply_aliases(&mut pass, &parsed.group_aliases, &accessors).await;
     purge::apply(&mut pass, &parsed, &accessors).await;
 
@@ -300,6 +304,20 @@ impl Pass<'_> {
             writes: 0,
             input_hash: None,
         });
+    }
+
+    /// Applies each item of a section whose items are one [`Desired`] each.
+    async fn ensure_each<T>(
+        &mut self,
+        entries: &[config::Entry<T>],
+        desired: impl Fn(&str, &T) -> Desired,
+    ) {
+        for entry in entries {
+            match &entry.parsed {
+                Ok(value) => self.ensure_and_record(&desired(&entry.item, value)).await,
+                Err(problem) => self.fail(&entry.item, problem.clone().into()),
+            }
+        }
     }
 
     /// Applies one item and reports it.

@@ -60,7 +60,46 @@ pub(super) async fn apply(
         })
         .await;
     }
+    // After the mounts, which may run them.
+    if purge.purges("plugins") && parsed_whole(pass, "plugins", &config.plugins) {
+        plugins(pass, config).await;
+    }
     // TODO(audit devices): purged once the audit section is applied.
+}
+
+/// Plugins registered by hand (not built in) that no `plugins` item names.
+async fn plugins(pass: &mut Pass<'_>, config: &ExternalConfig) {
+    let section = format!("{PREFIX}.plugins");
+    let listing = match pass.io.get("sys/plugins/catalog").await {
+        Ok(listing) => listing,
+        Err(error) => return pass.fail(&section, error),
+    };
+    let named: BTreeSet<(&str, &str)> = parsed(&config.plugins)
+        .map(|p| (p.kind.as_str(), p.plugin_name.as_str()))
+        .collect();
+    let detailed = listing
+        .as_ref()
+        .and_then(|answer| answer.pointer("/data/detailed"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for plugin in detailed {
+        let text = |key: &str| plugin.get(key).and_then(Value::as_str).unwrap_or_default();
+        let builtin = plugin
+            .get("builtin")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let (kind, name, version) = (text("type"), text("name"), text("version"));
+        if builtin || named.contains(&(kind, name)) {
+            continue;
+        }
+        let mut path = format!("sys/plugins/catalog/{kind}/{name}");
+        if !version.is_empty() {
+            path.push_str(&format!("?version={version}"));
+        }
+        pass.remove(&format!("{section}[{kind}/{name}]"), &path)
+            .await;
+    }
 }
 
 /// The items of a section that parsed.
