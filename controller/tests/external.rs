@@ -1136,3 +1136,57 @@ async fn plugins_are_registered_in_the_catalog_and_kept() -> Result<(), BoxError
     assert_eq!(fifth.writes(), 0, "{fifth}");
     Ok(())
 }
+
+#[tokio::test]
+async fn openbao_runs_the_audit_devices_rendered_into_its_configuration() -> Result<(), BoxError> {
+    let logs = tempfile::Builder::new().prefix("audit").tempdir()?;
+    let log = logs.path().join("audit.log");
+    let config = json!({
+        "audit": [
+            {"type": "file", "path": "to-file", "description": "File based audit logging",
+             "options": {"file_path": log.display().to_string(), "log_raw": false}},
+            {"type": "file", "path": "not-declared", "options": {"file_path": "discard"}},
+        ],
+        "purgeUnmanagedConfig": {"enabled": true,
+            "exclude": {"auth": true, "secrets": true, "policies": true, "audit": true}},
+    });
+    // The server configuration the controller renders for an OpenBao image, but for the
+    // second device, left out to see it reported.
+    let mut declared = config.clone();
+    if let Some(devices) = declared["audit"].as_array_mut() {
+        devices.truncate(1);
+    }
+    let stanzas = external::audit::server_config_stanzas(&declared).ok_or("no stanza")?;
+    let server_config = json!({ "audit": stanzas }).to_string();
+    let server = DevServer::start_with(19470, Some(&server_config))?;
+    let vault = server.authed().await?;
+    let ca = kubernetes_ca()?;
+
+    let held = vault
+        .request("listing", Method::GET, "sys/audit", None)
+        .await?;
+    assert_eq!(held["data"]["to-file/"]["type"], "file", "{held}");
+    assert_eq!(
+        held["data"]["to-file/"]["description"],
+        "File based audit logging"
+    );
+
+    let first = external::apply(&vault, &config, &fresh(&ca)).await;
+    assert!(first.succeeded(), "{first}");
+    assert_eq!(
+        first.item("audit[to-file]").map(|item| &item.outcome),
+        Some(&Outcome::Unchanged),
+        "{first}"
+    );
+    match first.item("audit[not-declared]").map(|item| &item.outcome) {
+        Some(Outcome::Skipped(reason)) => assert!(
+            reason.starts_with("OpenBao takes audit devices from its server configuration"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(first.writes(), 0, "{first}");
+    // The device runs: the requests of the pass are in its log.
+    assert!(std::fs::metadata(&log)?.len() > 0);
+    Ok(())
+}

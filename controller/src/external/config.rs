@@ -79,12 +79,6 @@ pub enum Problem {
     /// Two items of a section name the same thing.
     #[error("named twice in its section; only the first is applied")]
     Duplicate,
-    /// A section this version reads but does not apply yet.
-    #[error("{section} is not applied yet")]
-    NotApplied {
-        /// The section's key.
-        section: &'static str,
-    },
 }
 
 /// One item of a section: its path in the report (such as `policies[allow_secrets]`) and
@@ -335,6 +329,28 @@ pub struct GroupAlias {
     pub group: String,
 }
 
+/// `audit[]`: an audit device. HashiCorp Vault takes them through its API; OpenBao only
+/// from its server configuration, where the controller renders them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDevice {
+    /// `file`, `socket` or `syslog`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where it is enabled; the type when left out.
+    #[serde(default)]
+    pub path: String,
+    /// The device's description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The device's options, such as `file_path`.
+    #[serde(default)]
+    pub options: Fields,
+    /// Whether the device is local to this cluster.
+    #[serde(default)]
+    pub local: Option<bool>,
+}
+
 /// `plugins[]`: a plugin registered in the catalog, before the auth methods and engines
 /// that run it are enabled.
 #[derive(Clone, Debug, Deserialize)]
@@ -368,8 +384,8 @@ pub struct Purge {
     /// Removes what the configuration does not name, in every section not excluded.
     #[serde(default)]
     pub enabled: bool,
-    /// Sections (`policies`, `auth`, `secrets`, `groups`, `group-aliases`, `plugins`)
-    /// left alone when `true`.
+    /// Sections (`policies`, `auth`, `secrets`, `audit`, `groups`, `group-aliases`,
+    /// `plugins`) left alone when `true`.
     #[serde(default)]
     pub exclude: std::collections::BTreeMap<String, bool>,
 }
@@ -394,6 +410,8 @@ pub struct ExternalConfig {
     pub startup_secrets: Vec<Entry<StartupSecret>>,
     /// `plugins`.
     pub plugins: Vec<Entry<Plugin>>,
+    /// `audit`.
+    pub audit: Vec<Entry<AuditDevice>>,
     /// `groups`.
     pub groups: Vec<Entry<Group>>,
     /// `group-aliases`.
@@ -428,6 +446,7 @@ impl ExternalConfig {
         collect(&self.secrets, &mut problems);
         collect(&self.startup_secrets, &mut problems);
         collect(&self.plugins, &mut problems);
+        collect(&self.audit, &mut problems);
         collect(&self.groups, &mut problems);
         collect(&self.group_aliases, &mut problems);
         collect(&self.other, &mut problems);
@@ -523,21 +542,13 @@ pub fn parse(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> ExternalCo
         }
     }
 
-    // TODO(audit devices, plugin registration): read and reported as not applied, so
-    // nothing is silently dropped.
-    let pending: [(&'static str, &[&str]); 2] =
-        [("audit", &["path", "type"]), ("plugins", &["plugin_name"])];
-    for (name, naming) in pending {
-        if let Some(items) = section(name) {
-            let naming = Naming::new(naming, &[]);
-            for entry in reader.section::<Value>(name, items, naming, |_| Ok(())) {
-                let problem = match entry.parsed {
-                    Err(problem) => problem,
-                    Ok(_) => Problem::NotApplied { section: name },
-                };
-                parsed.other.push(Entry::failed(entry.item, problem));
-            }
-        }
+    if let Some(items) = section("audit") {
+        let naming = Naming::new(&["path", "type"], &[]);
+        parsed.audit = reader.section("audit", items, naming, |device: &mut AuditDevice| {
+            device.path = path_or(&device.path, &device.kind);
+            check_path("type", &device.kind)?;
+            check_path("path", &device.path)
+        });
     }
     parsed
 }
@@ -755,21 +766,24 @@ fn normalise_auth(method: &mut AuthMethod) -> Result<(), Problem> {
     // The token method lives at `auth/token` and cannot be moved.
     method.path = if method.kind == "token" {
         "token".to_string()
-    } else if method.path.trim_matches('/').is_empty() {
-        method.kind.clone()
     } else {
-        method.path.trim_matches('/').to_string()
+        path_or(&method.path, &method.kind)
     };
     check_path("type", &method.kind)?;
     check_path("path", &method.path)
 }
 
+/// `path` without its outer `/`, or `kind` when that leaves nothing: mounts are at their
+/// type's name unless told otherwise.
+fn path_or(path: &str, kind: &str) -> String {
+    match path.trim_matches('/') {
+        "" => kind.to_string(),
+        path => path.to_string(),
+    }
+}
+
 fn normalise_engine(engine: &mut SecretsEngine) -> Result<(), Problem> {
-    engine.path = if engine.path.trim_matches('/').is_empty() {
-        engine.kind.clone()
-    } else {
-        engine.path.trim_matches('/').to_string()
-    };
+    engine.path = path_or(&engine.path, &engine.kind);
     check_path("type", engine.mount_type())?;
     check_path("path", &engine.path)
 }
@@ -1039,14 +1053,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn bad_paths_duplicates_and_pending_sections_are_problems() {
+    fn bad_paths_duplicates_and_bad_sections_are_problems() {
         let config = json!({
             "policies": [{"name": "a", "rules": ""}, {"name": "a", "rules": ""},
                          {"name": "../sys", "rules": ""}],
             "auth": [{"type": "userpass", "path": "a b"}],
             "groups": [{"name": "admin"}, {"name": "a/../b"}],
             "group-aliases": [{"name": "admin", "mountpath": "/ldap/", "group": "admin"}],
-            "audit": [{"type": "file"}],
+            "audit": [{"type": "file", "options": {"file_path": "stdout"}, "opts": {}}],
             "purgeUnmanagedConfig": {"enabled": "yes"},
         });
         let parsed = parse(&config, &env);
@@ -1061,9 +1075,10 @@ pub(crate) mod tests {
                 "policies[a]: named twice in its section; only the first is applied",
                 "policies[../sys]: name `../sys` is not a usable Vault path",
                 "auth[a b]: path `a b` is not a usable Vault path",
+                "audit[file]: unknown field `opts`, expected one of `type`, `path`, \
+                 `description`, `options`, `local`",
                 "groups[a/../b]: name `a/../b` is not a usable Vault path",
                 "purgeUnmanagedConfig: invalid type: string, expected a boolean",
-                "audit[file]: audit is not applied yet",
             ]
             .iter()
             .map(|s| s.to_string())

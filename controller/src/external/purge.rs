@@ -64,7 +64,10 @@ pub(super) async fn apply(
     if purge.purges("plugins") && parsed_whole(pass, "plugins", &config.plugins) {
         plugins(pass, config).await;
     }
-    // TODO(audit devices): purged once the audit section is applied.
+    if purge.purges("audit") && parsed_whole(pass, "audit", &config.audit) {
+        let named: BTreeSet<String> = parsed(&config.audit).map(|d| d.path.clone()).collect();
+        mounts(pass, "audit", "sys/audit", &named, &[]).await;
+    }
 }
 
 /// Plugins registered by hand (not built in) that no `plugins` item names.
