@@ -1,11 +1,19 @@
 //! `externalConfig` applied to real OpenBao dev servers on loopback (plain HTTP): the raft
 //! sample written and read back, a second pass that writes nothing, manual changes put
 //! back, a broken item reported by its path while the others apply, and every shared
-//! sample applied item by item.
+//! sample applied item by item; groups, aliases, purge, plugins, startup secrets from
+//! Kubernetes Secrets and pki bundles, audit devices in OpenBao's configuration.
 //!
-//! Each test starts its own `bao server -dev` on a port of the 19400 range.
+//! What OpenBao lacks (github, aws, ldap, okta, azure auth; aws and gcp engines; audit
+//! devices through the API) goes to a recording server speaking Vault's API
+//! (`recording/mod.rs`), and the tests check each request sent.
+//!
+//! Each test starts its own `bao server -dev` or recording server on a port of the 19400
+//! range.
 
 mod common;
+#[path = "recording/mod.rs"]
+mod recording;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -1188,5 +1196,366 @@ async fn openbao_runs_the_audit_devices_rendered_into_its_configuration() -> Res
     assert_eq!(first.writes(), 0, "{first}");
     // The device runs: the requests of the pass are in its log.
     assert!(std::fs::metadata(&log)?.len() > 0);
+    Ok(())
+}
+
+/// A client of the recording server.
+fn recording_client(server: &recording::RecordingVault) -> Result<AuthedClient, BoxError> {
+    let endpoint = PodEndpoint {
+        pod: "recording".to_string(),
+        address: server.address,
+        server_name: "recording.test".to_string(),
+    };
+    let pod = VaultPodClient::with_trust(endpoint, &Trust::Plain, Duration::from_secs(10))?;
+    Ok(pod.authed(&Secret::from("recording-token"))?)
+}
+
+/// The reference sample's items of the types OpenBao lacks.
+fn types_openbao_lacks() -> Result<Value, BoxError> {
+    let text = std::fs::read_to_string(samples_dir().join("external-config-reference.yml"))?;
+    let reference: Value = serde_saphyr::from_str(&text)?;
+    let of_types = |section: &str, types: &[&str]| -> Vec<Value> {
+        reference[section]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|item| item["type"].as_str().is_some_and(|t| types.contains(&t)))
+            .cloned()
+            .collect()
+    };
+    Ok(json!({
+        "auth": of_types("auth", &["github", "aws", "ldap", "okta", "azure"]),
+        "secrets": of_types("secrets", &["aws", "gcp"]),
+    }))
+}
+
+/// The GCP roleset's bindings in the reference sample.
+const BINDINGS: &str = "resource \"//cloudresourcemanager.googleapis.com/projects/my-project\" {
+  roles = [ \"roles/container.admin\" ]
+}
+";
+
+#[tokio::test]
+async fn types_openbao_lacks_send_the_requests_vault_expects() -> Result<(), BoxError> {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let server = recording::RecordingVault::start(19480).await?;
+    let vault = recording_client(&server)?;
+    let ca = kubernetes_ca()?;
+    let secret_key = "aws-Secret-example-key";
+    let environment = [
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", secret_key),
+        ("VAULT_GCP_SA_CREDENTIALS", r#"{"type": "service_account"}"#),
+    ];
+    let config = types_openbao_lacks()?;
+
+    let first = external::apply(
+        &vault,
+        &config,
+        &options(&ca, &environment, AppliedHashes::default()),
+    )
+    .await;
+    assert!(first.succeeded(), "{first}");
+    // What Vault's API documents for each: the mount, then its configuration and items.
+    let expected = [
+        (
+            "POST",
+            "sys/auth/github",
+            json!({
+                "config": {"listing_visibility": "unauth"},
+                "description": "github backend",
+                "type": "github",
+            }),
+        ),
+        (
+            "POST",
+            "auth/github/config",
+            json!({
+                "organization": "bank-vaults",
+            }),
+        ),
+        (
+            "POST",
+            "auth/github/map/teams/dev",
+            json!({
+                "value": "dev",
+            }),
+        ),
+        (
+            "POST",
+            "auth/github/map/users/bonifaido",
+            json!({
+                "value": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "sys/auth/aws",
+            json!({
+                "config": {"listing_visibility": "unauth"},
+                "description": "aws backend",
+                "type": "aws",
+            }),
+        ),
+        (
+            "POST",
+            "auth/aws/config/client",
+            json!({
+                "access_key": "AKIAEXAMPLE",
+                "iam_server_id_header_value": "vault-dev.example.com",
+                "secret_key": "aws-Secret-example-key",
+            }),
+        ),
+        (
+            "POST",
+            "auth/aws/role/dev-role-iam",
+            json!({
+                "bound_iam_principal_arn": "arn:aws:iam::123456789012:role/dev-vault",
+                "period": "1h",
+                "policies": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "auth/aws/role/cross-account-role",
+            json!({
+                "bound_iam_principal_arn": "arn:aws:iam::12345671234:role/crossaccountrole",
+                "period": "1h",
+                "policies": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "auth/aws/config/sts/12345671234",
+            json!({
+                "sts_role": "arn:aws:iam::12345671234:role/crossaccountrole",
+            }),
+        ),
+        (
+            "POST",
+            "sys/auth/ldap",
+            json!({
+                "config": {"listing_visibility": "unauth"},
+                "description": "LDAP directory auth.",
+                "type": "ldap",
+            }),
+        ),
+        (
+            "POST",
+            "auth/ldap/config",
+            json!({
+                "binddn": "cn=admin,dc=example,dc=org",
+                "bindpass": "admin",
+                "groupdn": "ou=groups,dc=example,dc=org",
+                "url": "ldap://localhost",
+                "userattr": "uid",
+                "userdn": "ou=users,dc=example,dc=org",
+            }),
+        ),
+        (
+            "POST",
+            "auth/ldap/users/bonifaido",
+            json!({
+                "groups": "developers",
+                "policies": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "auth/ldap/groups/developers",
+            json!({
+                "policies": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "sys/auth/okta",
+            json!({
+                "config": {"listing_visibility": "unauth"},
+                "description": "okta backend",
+                "type": "okta",
+            }),
+        ),
+        (
+            "POST",
+            "auth/okta/config",
+            json!({
+                "base_url": "okta.com",
+                "organization": "bank-vaults",
+            }),
+        ),
+        (
+            "POST",
+            "sys/auth/azure",
+            json!({
+                "config": {},
+                "description": "azure backend",
+                "type": "azure",
+            }),
+        ),
+        (
+            "POST",
+            "auth/azure/config",
+            json!({
+                "client_id": "00000000-0000-0000-0000-000000000000",
+                "client_secret": "00000000-0000-0000-0000-000000000000",
+                "resource": "https://vault-dev.example.com",
+                "tenant_id": "00000000-0000-0000-0000-000000000000",
+            }),
+        ),
+        (
+            "POST",
+            "auth/azure/role/dev-mi",
+            json!({
+                "bound_service_principal_ids": ["00000000-0000-0000-0000-000000000000"],
+                "bound_subscription_ids": ["00000000-0000-0000-0000-000000000000"],
+                "policies": "allow_secrets",
+            }),
+        ),
+        (
+            "POST",
+            "sys/mounts/aws",
+            json!({
+                "config": {},
+                "description": "AWS secret engine.",
+                "options": {},
+                "type": "aws",
+            }),
+        ),
+        (
+            "POST",
+            "aws/config/root",
+            json!({
+                "access_key": "AKIAEXAMPLE",
+                "secret_key": "aws-Secret-example-key",
+            }),
+        ),
+        (
+            "POST",
+            "aws/roles/simple-user",
+            json!({
+                "credential_type": "iam_user",
+                "policy_arns": ["arn:aws:iam::123456789012:policy/UsersManageOwnCredentials"],
+            }),
+        ),
+        (
+            "POST",
+            "sys/mounts/gcp",
+            json!({
+                "config": {"credentials": "{\"type\": \"service_account\"}"},
+                "description": "GCP secret engine.",
+                "options": {},
+                "type": "gcp",
+            }),
+        ),
+        (
+            "POST",
+            "gcp/roleset/kubernetes-engine-admin",
+            json!({
+                "bindings": BINDINGS,
+                "project": "my-project",
+                "secret_type": "access_token",
+                "token_scopes": "https://www.googleapis.com/auth/cloud-platform",
+            }),
+        ),
+    ];
+    let writes = server.take_writes();
+    let expected: Vec<(String, String, Value)> = expected
+        .into_iter()
+        .map(|(method, path, body)| (method.to_string(), path.to_string(), body))
+        .collect();
+    assert_eq!(writes, expected);
+    assert_eq!(writes.len(), first.writes(), "{first}");
+
+    let steady = options(&ca, &environment, first.applied_hashes());
+    let second = external::apply(&vault, &config, &steady).await;
+    assert_eq!(second.writes(), 0, "{second}");
+    assert!(server.take_writes().is_empty());
+
+    // A mapping changed by hand and an auth method disabled: both put back.
+    {
+        let mut held = server.held();
+        held.paths.insert(
+            "auth/github/map/teams/dev".to_string(),
+            json!({"value": "root"}),
+        );
+        held.tables.entry("sys/auth").or_default().remove("okta/");
+    }
+    let third = external::apply(&vault, &config, &steady).await;
+    assert!(third.succeeded(), "{third}");
+    let sent: Vec<(String, String)> = server
+        .take_writes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let put_back = [
+        ("POST", "auth/github/map/teams/dev"),
+        ("POST", "sys/auth/okta"),
+    ];
+    assert_eq!(
+        sent,
+        put_back.map(|(method, path)| (method.to_string(), path.to_string()))
+    );
+
+    let secrets = [secret_key.to_string()];
+    assert_no_secret(&format!("{first:?}"), &secrets, "the report")?;
+    assert_no_secret(&capture.text(), &secrets, "the logs")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hashicorp_vault_takes_audit_devices_through_its_api() -> Result<(), BoxError> {
+    let server = recording::RecordingVault::start(19482).await?;
+    let vault = recording_client(&server)?;
+    let ca = kubernetes_ca()?;
+    server.held().tables.entry("sys/audit").or_default().insert(
+        "stray/".to_string(),
+        json!({"type": "syslog", "options": {}}),
+    );
+    let config = |file_path: &str| {
+        json!({
+            "audit": [{"type": "file", "description": "File based audit logging device",
+                       "options": {"file_path": file_path}}],
+            "purgeUnmanagedConfig": {"enabled": true,
+                "exclude": {"auth": true, "secrets": true, "policies": true}},
+        })
+    };
+    let sent = |server: &recording::RecordingVault| -> Vec<String> {
+        server
+            .take_writes()
+            .into_iter()
+            .map(|(method, path, body)| format!("{method} {path} {body}"))
+            .collect()
+    };
+    let enable = |file_path: &str| {
+        let body = json!({"description": "File based audit logging device",
+                          "options": {"file_path": file_path}, "type": "file"});
+        format!("POST sys/audit/file {body}")
+    };
+
+    let first = external::apply(&vault, &config("/tmp/vault.log"), &fresh(&ca)).await;
+    assert!(first.succeeded(), "{first}");
+    assert_eq!(
+        sent(&server),
+        [
+            enable("/tmp/vault.log"),
+            "DELETE sys/audit/stray null".to_string(),
+        ]
+    );
+    let steady = options(&ca, &[], first.applied_hashes());
+    let second = external::apply(&vault, &config("/tmp/vault.log"), &steady).await;
+    assert_eq!(second.writes(), 0, "{second}");
+
+    // A device cannot be changed in place: disabled, then enabled as configured.
+    let third = external::apply(&vault, &config("/var/log/vault.log"), &steady).await;
+    assert!(third.succeeded(), "{third}");
+    assert_eq!(
+        sent(&server),
+        [
+            "DELETE sys/audit/file null".to_string(),
+            enable("/var/log/vault.log"),
+        ]
+    );
     Ok(())
 }

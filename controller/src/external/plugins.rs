@@ -57,12 +57,15 @@ mod tests {
                 Err(problem) => format!("{}: {problem}", entry.item),
             })
             .collect();
+        let ethereum = json!({"args": ["--ca-cert=/vault/tls/ca.crt", "--x"],
+            "command": "ethereum-vault-plugin", "sha256": "62fb"});
+        let kept = json!({"args": ["--y"], "command": "a b", "env": ["A=1"], "sha256": "ab"});
         assert_eq!(
             shown,
             [
-                r#"sys/plugins/catalog/secret/ethereum-plugin {"args":["--ca-cert=/vault/tls/ca.crt","--x"],"command":"ethereum-vault-plugin","sha256":"62fb"}"#,
-                r#"sys/plugins/catalog/auth/kept {"args":["--y"],"command":"a b","env":["A=1"],"sha256":"ab"}"#,
-                "plugins[odd]: type: expected `auth`, `database` or `secret`",
+                format!("sys/plugins/catalog/secret/ethereum-plugin {ethereum}"),
+                format!("sys/plugins/catalog/auth/kept {kept}"),
+                "plugins[odd]: type: expected `auth`, `database` or `secret`".to_string(),
             ]
         );
     }
