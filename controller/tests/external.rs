@@ -1559,3 +1559,59 @@ async fn hashicorp_vault_takes_audit_devices_through_its_api() -> Result<(), Box
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn gcp_oci_auth_and_the_azure_engine_write_where_vault_reads() -> Result<(), BoxError> {
+    let server = recording::RecordingVault::start(19484).await?;
+    let vault = recording_client(&server)?;
+    let ca = kubernetes_ca()?;
+    let config = json!({
+        "auth": [
+            {"type": "gcp", "config": {"credentials": "{\"type\": \"service_account\"}"},
+             "roles": [{"name": "dev", "type": "iam", "bound_service_accounts": ["a@b"],
+                        "policies": "allow_secrets"}]},
+            {"type": "oci", "config": {"home_tenancy_id": "ocid1.tenancy.oc1..a"},
+             "roles": [{"name": "ops", "ocid_list": "ocid1.group.oc1..b"}]},
+        ],
+        "secrets": [
+            {"type": "azure", "configuration": {
+                "config": [{"subscription_id": "s", "tenant_id": "t", "client_id": "c",
+                            "client_secret": "azure-Secret-value"}],
+                "roles": [{"name": "reader", "ttl": "1h",
+                           "azure_roles": "[{\"role_name\": \"Reader\"}]"}]}},
+        ],
+    });
+
+    let first = external::apply(&vault, &config, &fresh(&ca)).await;
+    assert!(first.succeeded(), "{first}");
+    let sent: Vec<(String, String)> = server
+        .take_writes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let expected = [
+        "sys/auth/gcp",
+        "auth/gcp/config",
+        "auth/gcp/role/dev",
+        "sys/auth/oci",
+        "auth/oci/config",
+        "auth/oci/role/ops",
+        "sys/mounts/azure",
+        "azure/config",
+        "azure/roles/reader",
+    ];
+    assert_eq!(
+        sent,
+        expected.map(|path| ("POST".to_string(), path.to_string()))
+    );
+    {
+        let held = server.held();
+        assert_eq!(held.paths["auth/gcp/role/dev"]["type"], "iam");
+        let config = &held.paths["azure/config"];
+        assert_eq!(config["client_secret"], "azure-Secret-value");
+    }
+
+    let second = external::apply(&vault, &config, &options(&ca, &[], first.applied_hashes())).await;
+    assert_eq!(second.writes(), 0, "{second}");
+    Ok(())
+}

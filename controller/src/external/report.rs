@@ -62,7 +62,9 @@ pub enum Outcome {
     /// It could not be applied. The message names the item's Vault path and carries
     /// Vault's answer, with any secret value of the configuration masked.
     Failed(String),
-    /// Not applied on purpose: the section is not supported yet.
+    /// Not applied on purpose; the message says why (a section not purged because one of
+    /// its items did not parse, an audit device OpenBao has not loaded yet, a startup
+    /// secret of a type this version does not write).
     Skipped(String),
 }
 
@@ -112,7 +114,7 @@ impl ApplyReport {
         self.items.iter().filter(|item| item.failed())
     }
 
-    /// The items skipped because their section is not applied yet.
+    /// The items not applied on purpose.
     pub fn skipped(&self) -> impl Iterator<Item = &ItemReport> {
         self.items
             .iter()
