@@ -859,7 +859,7 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
     assert!(fourth.succeeded(), "{fourth}");
     assert_eq!(
         group_aliases(&vault).await?,
-        [("ldap-admins-2".to_string(), accessor, admins_id)]
+        [("ldap-admins-2".to_string(), accessor.clone(), admins_id)]
     );
     assert_eq!(fourth.writes(), 1, "{fourth}");
 
@@ -893,6 +893,47 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
         ["purgeUnmanagedConfig.policies[stray3]"],
         "{seventh}"
     );
+
+    // An external group with an alias made by hand: both go, the alias first.
+    send(
+        &vault,
+        Method::POST,
+        "identity/group/name/hand",
+        json!({"type": "external"}),
+    )
+    .await?;
+    let hand_id = read(&vault, "identity/group/name/hand").await?["id"].clone();
+    let alias = json!({"name": "hand-alias", "mount_accessor": accessor, "canonical_id": hand_id});
+    send(&vault, Method::POST, "identity/group-alias", alias).await?;
+    let eighth = external::apply(&vault, &renamed, &steady).await;
+    assert_eq!(
+        items_where(&eighth, |o| matches!(o, Outcome::Removed)),
+        [
+            "purgeUnmanagedConfig.group-aliases[hand-alias]",
+            "purgeUnmanagedConfig.groups[hand]",
+        ],
+        "{eighth}"
+    );
+    assert_eq!(group_aliases(&vault).await?.len(), 1);
+
+    // Secrets engines purged too: all but Vault's own go, the dev server's `secret/` too.
+    let mut everything = renamed.clone();
+    everything["purgeUnmanagedConfig"]["exclude"] = json!({});
+    let ninth = external::apply(&vault, &everything, &steady).await;
+    assert_eq!(
+        items_where(&ninth, |o| matches!(o, Outcome::Removed)),
+        [
+            "purgeUnmanagedConfig.secrets[kept-kv]",
+            "purgeUnmanagedConfig.secrets[secret]",
+        ],
+        "{ninth}"
+    );
+    let mut mounts: Vec<String> = vaultrs::sys::mount::list(client)
+        .await?
+        .into_keys()
+        .collect();
+    mounts.sort();
+    assert_eq!(mounts, ["cubbyhole/", "identity/", "sys/"]);
     Ok(())
 }
 
