@@ -1539,6 +1539,31 @@ async fn types_openbao_lacks_send_the_requests_vault_expects() -> Result<(), Box
         put_back.map(|(method, path)| (method.to_string(), path.to_string()))
     );
 
+    // Made by hand under configured methods, and purged: only those go.
+    let by_hand = [
+        "auth/aws/role/stray",
+        "auth/aws/config/sts/999",
+        "auth/github/map/teams/stray",
+        "auth/ldap/users/stray",
+        "auth/azure/role/stray",
+    ];
+    for path in by_hand {
+        server.held().paths.insert(path.to_string(), json!({}));
+    }
+    let mut purged = config.clone();
+    purged["purgeUnmanagedConfig"] = json!({"enabled": true});
+    let fourth = external::apply(&vault, &purged, &steady).await;
+    assert!(fourth.succeeded(), "{fourth}");
+    let mut removed: Vec<String> = server
+        .take_writes()
+        .into_iter()
+        .map(|(method, path, _)| format!("{method} {path}"))
+        .collect();
+    removed.sort();
+    let mut expected: Vec<String> = by_hand.iter().map(|p| format!("DELETE {p}")).collect();
+    expected.sort();
+    assert_eq!(removed, expected, "{fourth}");
+
     let secrets = [secret_key.to_string()];
     assert_no_secret(&format!("{first:?}"), &secrets, "the report")?;
     assert_no_secret(&capture.text(), &secrets, "the logs")?;

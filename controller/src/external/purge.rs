@@ -1,7 +1,7 @@
 //! `purgeUnmanagedConfig`: what Vault holds and the configuration does not name is
 //! removed, section by section, unless the section is excluded. Beyond Bank-Vaults, the
-//! roles, users, groups and mappings under a configured auth method go too when auth is
-//! purged.
+//! roles, users, groups, mappings and aws cross-account roles under a configured auth
+//! method go too when auth is purged.
 //!
 //! Never removed: the `root` and `default` policies, the `token/` auth method (and its
 //! roles), the `sys/`, `identity/` and `cubbyhole/` mounts. A section with an item that
@@ -255,6 +255,14 @@ fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>
             Some(method.groups.keys().map(|k| k.to_lowercase()).collect()),
         ));
     }
+    if kind == "aws" {
+        let accounts = method
+            .crossaccountrole
+            .iter()
+            .map(|role| name_of(role.get("sts_account")))
+            .collect();
+        endpoints.push(("crossaccountrole", lower(accounts)));
+    }
     if kind == "github" {
         endpoints.push(("map.teams", keys(method.map.get("teams"))));
         endpoints.push(("map.users", keys(method.map.get("users"))));
@@ -270,6 +278,7 @@ fn endpoint_path(method: &AuthMethod, endpoint: &str) -> &'static str {
         (_, "users") => "users",
         (_, "groups") => "groups",
         (_, "map.teams") => "map/teams",
+        (_, "crossaccountrole") => "config/sts",
         _ => "map/users",
     }
 }
@@ -330,6 +339,11 @@ mod tests {
         assert_eq!(
             shown(&github),
             [r#"map/teams Some({"dev"})"#, "map/users Some({})"]
+        );
+        let aws = method(json!({"type": "aws", "crossaccountrole": [{"sts_account": 123}]}));
+        assert_eq!(
+            shown(&aws),
+            ["role Some({})", r#"config/sts Some({"123"})"#]
         );
         let cert = method(json!({"type": "cert", "roles": [{"policies": "x"}]}));
         assert_eq!(
