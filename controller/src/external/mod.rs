@@ -5,13 +5,12 @@
 //!
 //! The schema is Bank-Vaults' (`../shared/samples/bank-vaults/external-config-reference.yml`).
 //! Sections are applied in dependency order: plugins (auth methods and engines may run
-//! them), auth methods (policies name their accessors),
-//! policies, secrets engines, startup secrets (written into the engines), audit devices,
-//! identity groups
-//! and their aliases (which name auth mounts); then, with `purgeUnmanagedConfig`, what the
-//! configuration does not name is removed. Every item is reported on its own, by its path
-//! in the configuration (`auth[kubernetes].roles[default]`); one that fails does not stop
-//! the others.
+//! them), auth methods (policies name their accessors), policies, secrets engines, startup
+//! secrets (written into the engines), audit devices, identity groups and their aliases
+//! (which name auth mounts); then, with `purgeUnmanagedConfig`, what the configuration does
+//! not name is removed. Every item is reported on its own, by its path in the
+//! configuration (`auth[kubernetes].roles[default]`); one that fails does not stop the
+//! others.
 //!
 //! - [`config`]: the schema, typed, templated and checked item by item.
 //! - [`report`]: what a pass did, and the [`AppliedHashes`] to keep for the next.
