@@ -1,5 +1,6 @@
 //! The Vault configuration as the controller stores it in `<name>-raw-config`: the user's
-//! `spec.config` plus what the operator adds (Raft `retry_join`, service registration).
+//! `spec.config` plus what the operator adds (Raft `retry_join`, service registration, and
+//! for OpenBao the audit devices of `externalConfig`).
 //! Variables such as `${.Env.POD_NAME}` stay in; each pod's init container expands them.
 
 use k8s_openapi::ByteString;
@@ -9,6 +10,7 @@ use sha2::{Digest, Sha256};
 use vault_api::defaults;
 
 use super::{BuildError, Facts};
+use crate::external;
 
 /// Key of the configuration in `<name>-raw-config`, as Bank-Vaults names it.
 pub const RAW_CONFIG_KEY: &str = "vault-config.json";
@@ -29,6 +31,15 @@ fn config(facts: &Facts<'_>) -> Map<String, Value> {
             // The user's own retry_join is kept as written: they may join peers we do not
             // know about, such as another cluster's.
             raft.entry("retry_join").or_insert(Value::Array(peers));
+        }
+    }
+
+    // OpenBao takes audit devices from its configuration only, not through its API.
+    let openbao = facts.vault.spec.image.as_deref();
+    if openbao.is_some_and(external::audit::is_openbao_image) {
+        let external_config = Value::Object(facts.vault.spec.external_config.0.clone());
+        if let Some(audit) = external::audit::server_config_stanzas(&external_config) {
+            config.entry("audit").or_insert(audit);
         }
     }
 

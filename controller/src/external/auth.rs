@@ -397,15 +397,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::external::config::parse;
-
-    fn method(value: Value) -> AuthMethod {
-        let parsed = parse(&json!({ "auth": [value] }), &|_| None);
-        match parsed.auth.into_iter().next().map(|entry| entry.parsed) {
-            Some(Ok(method)) => method,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::external::config::tests::method;
 
     fn paths(items: &[Result<Desired, Refused>]) -> Vec<String> {
         items

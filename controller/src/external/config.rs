@@ -79,12 +79,6 @@ pub enum Problem {
     /// Two items of a section name the same thing.
     #[error("named twice in its section; only the first is applied")]
     Duplicate,
-    /// A section this version reads but does not apply yet.
-    #[error("{section} is not applied yet")]
-    NotApplied {
-        /// The section's key.
-        section: &'static str,
-    },
 }
 
 /// One item of a section: its path in the report (such as `policies[allow_secrets]`) and
@@ -262,7 +256,8 @@ impl std::fmt::Debug for SecretsEngine {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartupSecret {
-    /// `kv` (`pki` bundles are not applied yet).
+    /// `kv`, or `pki` for a CA bundle (certificate and key) imported at `path`, such as
+    /// `pki/config/ca`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The API path, such as `secret/data/accounts/aws` for kv version 2.
@@ -305,9 +300,101 @@ pub struct StartupData {
     /// kv version 2 write options, such as `cas: 0`.
     #[serde(default)]
     pub options: Fields,
-    /// Keys read from Kubernetes Secrets instead of `data`.
+    /// Keys read from Kubernetes Secrets of the `Vault`'s namespace, each `{name, key}`:
+    /// kept under `key`, beside those of `data`.
     #[serde(default, rename = "secretKeyRef")]
     pub secret_key_ref: Vec<Value>,
+}
+
+/// `groups[]`: an identity group. Besides `name`, the fields go to
+/// `identity/group/name/<name>` as written (`type`, `policies`, `metadata`, ...).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// The other fields, such as `type`, `policies` and `metadata`.
+    #[serde(flatten)]
+    pub fields: Fields,
+}
+
+/// `group-aliases[]`: the alias of an external group, tied to an auth method.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupAlias {
+    /// The alias's name: the group's name in the auth method (an LDAP group, a team).
+    pub name: String,
+    /// The path of the auth method (without `auth/`).
+    pub mountpath: String,
+    /// The name of the group it is an alias of.
+    pub group: String,
+}
+
+/// `audit[]`: an audit device. HashiCorp Vault takes them through its API; OpenBao only
+/// from its server configuration, where the controller renders them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDevice {
+    /// `file`, `socket` or `syslog`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where it is enabled; the type when left out.
+    #[serde(default)]
+    pub path: String,
+    /// The device's description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The device's options, such as `file_path`.
+    #[serde(default)]
+    pub options: Fields,
+    /// Whether the device is local to this cluster.
+    #[serde(default)]
+    pub local: Option<bool>,
+}
+
+/// `plugins[]`: a plugin registered in the catalog, before the auth methods and engines
+/// that run it are enabled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    /// The plugin's name in the catalog.
+    pub plugin_name: String,
+    /// `auth`, `database` or `secret`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The executable in the server's `plugin_directory`; words after the first are its
+    /// arguments when `args` is left out, as older Vault versions took them.
+    pub command: String,
+    /// The SHA-256 of the executable, hex.
+    pub sha256: String,
+    /// Arguments to the executable.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// `NAME=value` environment variables of the plugin process.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// The plugin's version, for versioned plugins.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `purgeUnmanagedConfig`: whether what the configuration does not name is removed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purge {
+    /// Removes what the configuration does not name, in every section not excluded.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Sections (`policies`, `auth`, `secrets`, `audit`, `groups`, `group-aliases`,
+    /// `plugins`) left alone when `true`.
+    #[serde(default)]
+    pub exclude: std::collections::BTreeMap<String, bool>,
+}
+
+impl Purge {
+    /// Whether what `section` does not name is removed.
+    pub fn purges(&self, section: &str) -> bool {
+        self.enabled && !self.exclude.get(section).copied().unwrap_or(false)
+    }
 }
 
 /// `externalConfig`, read section by section.
@@ -321,6 +408,17 @@ pub struct ExternalConfig {
     pub secrets: Vec<Entry<SecretsEngine>>,
     /// `startupSecrets`.
     pub startup_secrets: Vec<Entry<StartupSecret>>,
+    /// `plugins`.
+    pub plugins: Vec<Entry<Plugin>>,
+    /// `audit`.
+    pub audit: Vec<Entry<AuditDevice>>,
+    /// `groups`.
+    pub groups: Vec<Entry<Group>>,
+    /// `group-aliases`.
+    pub group_aliases: Vec<Entry<GroupAlias>>,
+    /// `purgeUnmanagedConfig`: off when left out, or when it does not parse (reported in
+    /// `other`).
+    pub purge: Purge,
     /// Items of sections not applied yet, and problems with the sections themselves (an
     /// unknown key, a section that is not a list).
     pub other: Vec<Entry<()>>,
@@ -347,6 +445,10 @@ impl ExternalConfig {
         collect(&self.auth, &mut problems);
         collect(&self.secrets, &mut problems);
         collect(&self.startup_secrets, &mut problems);
+        collect(&self.plugins, &mut problems);
+        collect(&self.audit, &mut problems);
+        collect(&self.groups, &mut problems);
+        collect(&self.group_aliases, &mut problems);
         collect(&self.other, &mut problems);
         problems
     }
@@ -408,34 +510,45 @@ pub fn parse(config: &Value, env: &dyn Fn(&str) -> Option<String>) -> ExternalCo
         parsed.startup_secrets = reader.section("startupSecrets", items, naming, normalise_startup);
     }
 
-    // TODO(audit devices, plugin registration, identity groups and group aliases,
-    // purgeUnmanagedConfig): read and reported as not applied, so nothing is silently
-    // dropped.
-    let pending: [(&'static str, &[&str]); 4] = [
-        ("audit", &["path", "type"]),
-        ("plugins", &["plugin_name"]),
-        ("groups", &["name"]),
-        ("group-aliases", &["name"]),
-    ];
-    for (name, naming) in pending {
-        if let Some(items) = section(name) {
-            let naming = Naming::new(naming, &[]);
-            for entry in reader.section::<Value>(name, items, naming, |_| Ok(())) {
-                let problem = match entry.parsed {
-                    Err(problem) => problem,
-                    Ok(_) => Problem::NotApplied { section: name },
-                };
-                parsed.other.push(Entry::failed(entry.item, problem));
+    if let Some(items) = section("plugins") {
+        let naming = Naming::new(&["plugin_name"], &[]);
+        parsed.plugins = reader.section("plugins", items, naming, normalise_plugin);
+    }
+    if let Some(items) = section("groups") {
+        let naming = Naming::new(&["name"], &[]);
+        parsed.groups = reader.section("groups", items, naming, |group: &mut Group| {
+            check_path("name", &group.name)
+        });
+    }
+    if let Some(items) = section("group-aliases") {
+        let naming = Naming::new(&["name"], &[]);
+        parsed.group_aliases =
+            reader.section("group-aliases", items, naming, |alias: &mut GroupAlias| {
+                alias.mountpath = alias.mountpath.trim_matches('/').to_string();
+                check_path("mountpath", &alias.mountpath)?;
+                check_path("group", &alias.group)
+            });
+    }
+    if let Some(purge) = section("purgeUnmanagedConfig") {
+        match Purge::deserialize(purge) {
+            Ok(read) => parsed.purge = read,
+            Err(error) => {
+                let message = without_values(&error.to_string());
+                let problem = Problem::Shape { message };
+                parsed
+                    .other
+                    .push(Entry::failed("purgeUnmanagedConfig", problem));
             }
         }
     }
-    if section("purgeUnmanagedConfig").is_some() {
-        let problem = Problem::NotApplied {
-            section: "purgeUnmanagedConfig",
-        };
-        parsed
-            .other
-            .push(Entry::failed("purgeUnmanagedConfig", problem));
+
+    if let Some(items) = section("audit") {
+        let naming = Naming::new(&["path", "type"], &[]);
+        parsed.audit = reader.section("audit", items, naming, |device: &mut AuditDevice| {
+            device.path = path_or(&device.path, &device.kind);
+            check_path("type", &device.kind)?;
+            check_path("path", &device.path)
+        });
     }
     parsed
 }
@@ -653,23 +766,41 @@ fn normalise_auth(method: &mut AuthMethod) -> Result<(), Problem> {
     // The token method lives at `auth/token` and cannot be moved.
     method.path = if method.kind == "token" {
         "token".to_string()
-    } else if method.path.trim_matches('/').is_empty() {
-        method.kind.clone()
     } else {
-        method.path.trim_matches('/').to_string()
+        path_or(&method.path, &method.kind)
     };
     check_path("type", &method.kind)?;
     check_path("path", &method.path)
 }
 
+/// `path` without its outer `/`, or `kind` when that leaves nothing: mounts are at their
+/// type's name unless told otherwise.
+fn path_or(path: &str, kind: &str) -> String {
+    match path.trim_matches('/') {
+        "" => kind.to_string(),
+        path => path.to_string(),
+    }
+}
+
 fn normalise_engine(engine: &mut SecretsEngine) -> Result<(), Problem> {
-    engine.path = if engine.path.trim_matches('/').is_empty() {
-        engine.kind.clone()
-    } else {
-        engine.path.trim_matches('/').to_string()
-    };
+    engine.path = path_or(&engine.path, &engine.kind);
     check_path("type", engine.mount_type())?;
     check_path("path", &engine.path)
+}
+
+fn normalise_plugin(plugin: &mut Plugin) -> Result<(), Problem> {
+    if plugin.args.is_none() {
+        let mut words = plugin.command.split_whitespace().map(str::to_string);
+        let command = words.next().unwrap_or_default();
+        plugin.args = Some(words.collect());
+        plugin.command = command;
+    }
+    if !matches!(plugin.kind.as_str(), "auth" | "database" | "secret") {
+        return Err(Problem::Shape {
+            message: "type: expected `auth`, `database` or `secret`".to_string(),
+        });
+    }
+    check_path("plugin_name", &plugin.plugin_name)
 }
 
 fn normalise_startup(secret: &mut StartupSecret) -> Result<(), Problem> {
@@ -740,8 +871,10 @@ impl Redactor {
             }
             Value::Object(fields) => {
                 for (key, field) in fields {
-                    // A startup secret's `data` is the secret as a whole.
-                    let secret = everything || is_secret_key(key) || key == "data";
+                    // A startup secret's `data` is the secret as a whole, but for the
+                    // names of the Kubernetes Secrets its `secretKeyRef` reads.
+                    let secret = key != "secretKeyRef"
+                        && (everything || is_secret_key(key) || key == "data");
                     self.add_secret_fields(field, secret);
                 }
             }
@@ -762,10 +895,19 @@ impl Redactor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The auth method of one `auth` item, which must parse.
+    pub(crate) fn method(value: Value) -> AuthMethod {
+        let parsed = parse(&json!({ "auth": [value] }), &|_| None);
+        match parsed.auth.into_iter().next().map(|entry| entry.parsed) {
+            Some(Ok(method)) => method,
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -911,14 +1053,15 @@ mod tests {
     }
 
     #[test]
-    fn bad_paths_duplicates_and_pending_sections_are_problems() {
+    fn bad_paths_duplicates_and_bad_sections_are_problems() {
         let config = json!({
             "policies": [{"name": "a", "rules": ""}, {"name": "a", "rules": ""},
                          {"name": "../sys", "rules": ""}],
             "auth": [{"type": "userpass", "path": "a b"}],
-            "groups": [{"name": "admin"}],
-            "audit": [{"type": "file"}],
-            "purgeUnmanagedConfig": {"enabled": true},
+            "groups": [{"name": "admin"}, {"name": "a/../b"}],
+            "group-aliases": [{"name": "admin", "mountpath": "/ldap/", "group": "admin"}],
+            "audit": [{"type": "file", "options": {"file_path": "stdout"}, "opts": {}}],
+            "purgeUnmanagedConfig": {"enabled": "yes"},
         });
         let parsed = parse(&config, &env);
         let problems: Vec<String> = parsed
@@ -932,9 +1075,10 @@ mod tests {
                 "policies[a]: named twice in its section; only the first is applied",
                 "policies[../sys]: name `../sys` is not a usable Vault path",
                 "auth[a b]: path `a b` is not a usable Vault path",
-                "audit[file]: audit is not applied yet",
-                "groups[admin]: groups is not applied yet",
-                "purgeUnmanagedConfig: purgeUnmanagedConfig is not applied yet",
+                "audit[file]: unknown field `opts`, expected one of `type`, `path`, \
+                 `description`, `options`, `local`",
+                "groups[a/../b]: name `a/../b` is not a usable Vault path",
+                "purgeUnmanagedConfig: invalid type: string, expected a boolean",
             ]
             .iter()
             .map(|s| s.to_string())

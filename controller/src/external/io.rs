@@ -90,6 +90,35 @@ pub(crate) enum ItemError {
          KUBERNETES_SERVICE_PORT is not in the environment"
     )]
     NoKubernetesHost,
+    /// A group alias names a group that is not there.
+    #[error("no identity group is named `{group}`")]
+    NoGroup {
+        /// The group's name.
+        group: String,
+    },
+    /// A group alias names an auth path where nothing is enabled.
+    #[error("no auth method is enabled at auth/{path}")]
+    NoAuthMount {
+        /// The auth path.
+        path: String,
+    },
+    /// A `secretKeyRef` could not be resolved.
+    #[error("secretKeyRef[{index}]: {reason}")]
+    SecretRef {
+        /// Its place in the list.
+        index: usize,
+        /// What is wrong: names of Secrets and keys, never values.
+        reason: String,
+    },
+    /// A pki startup secret's path is under no pki mount.
+    #[error("no pki secrets engine is mounted above {path}")]
+    NoPkiMount {
+        /// The secret's path.
+        path: String,
+    },
+    /// A pki startup secret holds no certificate.
+    #[error("the pki bundle holds no certificate")]
+    NoCertificate,
     /// A startup secret's path is under no kv mount.
     #[error("no kv secrets engine is mounted above {path}")]
     NoKvMount {
@@ -112,6 +141,31 @@ impl ItemError {
                 path: path.to_string(),
                 message: other.to_string(),
             },
+        }
+    }
+
+    /// The same error, naming `path` (a listing is asked for as `path?list=true`).
+    fn at(self, path: &str) -> Self {
+        match self {
+            Self::Vault {
+                operation,
+                status,
+                message,
+                ..
+            } => Self::Vault {
+                operation,
+                path: path.to_string(),
+                status,
+                message,
+            },
+            Self::Request {
+                operation, message, ..
+            } => Self::Request {
+                operation,
+                path: path.to_string(),
+                message,
+            },
+            other => other,
         }
     }
 
@@ -182,6 +236,42 @@ impl<'a> VaultIo<'a> {
             Err(error) if matches!(error.status(), Some(405 | 400)) => Ok(Current::Unreadable),
             Err(error) => Err(error),
         }
+    }
+
+    /// `LIST path`: the `data` of the answer (`keys`, and `key_info` where Vault sends
+    /// it), or an empty map when nothing is there.
+    pub async fn list(&self, path: &str) -> Result<Fields, ItemError> {
+        let listing = format!("{path}?list=true");
+        match self.get(&listing).await {
+            Ok(Some(Value::Object(mut answer))) => match answer.remove("data") {
+                Some(Value::Object(data)) => Ok(data),
+                _ => Ok(Fields::new()),
+            },
+            Ok(_) => Ok(Fields::new()),
+            Err(error) => Err(error.at(path)),
+        }
+    }
+
+    /// The `keys` of `LIST path`.
+    pub async fn list_keys(&self, path: &str) -> Result<Vec<String>, ItemError> {
+        let data = self.list(path).await?;
+        Ok(match data.get("keys") {
+            Some(Value::Array(keys)) => keys
+                .iter()
+                .filter_map(|key| key.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<(), ItemError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.vault
+            .request("deleting", Method::DELETE, path, None)
+            .await
+            .map(drop)
+            .map_err(|error| ItemError::from_vault("deleting", path, error))
     }
 
     /// `POST path` with `body`; the answer (`null` when Vault sends none).

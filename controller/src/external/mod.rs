@@ -4,40 +4,48 @@
 //! manual change puts the configuration back.
 //!
 //! The schema is Bank-Vaults' (`../shared/samples/bank-vaults/external-config-reference.yml`).
-//! Sections are applied in dependency order: auth methods (policies name their accessors),
-//! policies, secrets engines, startup secrets (written into the engines). Every item is
-//! reported on its own, by its path in the configuration (`auth[kubernetes].roles[default]`);
-//! one that fails does not stop the others.
+//! Sections are applied in dependency order: plugins (auth methods and engines may run
+//! them), auth methods (policies name their accessors), policies, secrets engines, startup
+//! secrets (written into the engines), audit devices, identity groups and their aliases
+//! (which name auth mounts); then, with `purgeUnmanagedConfig`, what the configuration does
+//! not name is removed. Every item is reported on its own, by its path in the
+//! configuration (`auth[kubernetes].roles[default]`); one that fails does not stop the
+//! others.
 //!
 //! - [`config`]: the schema, typed, templated and checked item by item.
-//! - [`report`]: what a pass did.
+//! - [`report`]: what a pass did, and the [`AppliedHashes`] to keep for the next.
 //!
-//! TODO(audit devices, plugin registration, identity groups and group aliases,
-//! purgeUnmanagedConfig, `secretKeyRef` and pki startup secrets): read and reported as
-//! skipped, not applied.
+//! Audit devices go through the API of HashiCorp Vault; OpenBao takes them from its server
+//! configuration only, where [`audit::server_config_stanzas`] renders them.
 
+pub mod audit;
 mod auth;
 mod compare;
 pub mod config;
+mod identity;
 mod io;
+mod plugins;
 mod policies;
+mod purge;
 pub mod report;
 mod secrets;
 mod startup;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
 pub use config::{ExternalConfig, Problem, parse};
-pub use report::{ApplyReport, ItemReport, Outcome};
+pub use report::{AppliedHashes, ApplyReport, ItemReport, Outcome};
 
 use self::compare::{Drift, drift, input_hash};
 use self::config::{Fields, Redactor};
 use self::io::{Current, ItemError, VaultIo};
 use crate::Secret;
-use crate::vault::AuthedClient;
+use crate::vault::{self, AuthedClient};
 
 /// What a pass needs besides the configuration.
 #[derive(Clone, Default)]
@@ -49,7 +57,7 @@ pub struct ApplyOptions {
     /// The input hashes of the last pass, as [`ApplyReport::applied_hashes`] gave them.
     /// Without them, an item with fields Vault does not return (a user's password) is
     /// written again even when Vault holds it.
-    pub applied_hashes: BTreeMap<String, String>,
+    pub applied_hashes: AppliedHashes,
     /// A secret mixed into every input hash, so that a stored hash cannot be checked
     /// against guessed passwords. It must stay the same from pass to pass.
     pub hash_key: Option<Secret>,
@@ -57,6 +65,18 @@ pub struct ApplyOptions {
     /// Leave it out when Vault's pods mount a service-account token: Vault then reads the
     /// CA from its own pod. OpenBao refuses the config with neither.
     pub kubernetes_ca_cert: Option<String>,
+    /// Where the `secretKeyRef` values of startup secrets are read. Without it, startup
+    /// secrets with a `secretKeyRef` fail.
+    pub secret_values: Option<Arc<dyn SecretValues>>,
+}
+
+/// Reads the values that startup secrets name with `secretKeyRef`: the controller reads the
+/// Kubernetes Secrets of the `Vault`'s namespace.
+#[async_trait]
+pub trait SecretValues: Send + Sync {
+    /// The value under `key` of the Secret `name`; `Ok(None)` when either is missing. An
+    /// error says why the Secret could not be read, without its values.
+    async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String>;
 }
 
 impl std::fmt::Debug for ApplyOptions {
@@ -73,6 +93,7 @@ impl std::fmt::Debug for ApplyOptions {
             .field("applied_hashes", &self.applied_hashes.len())
             .field("hash_key", &self.hash_key)
             .field("kubernetes_ca_cert", &self.kubernetes_ca_cert.is_some())
+            .field("secret_values", &self.secret_values.is_some())
             .finish()
     }
 }
@@ -96,14 +117,19 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     let mut pass = Pass {
         io: VaultIo::new(vault),
         options,
-        redactor: &parsed.redactor,
+        redactor: parsed.redactor.clone(),
         report: ApplyReport::default(),
     };
 
+    // Plugins first: auth methods and engines may run them.
+    pass.ensure_each(&parsed.plugins, plugins::desired).await;
     auth::apply(&mut pass, &parsed.auth).await;
-    // Read after the auth methods are enabled: policies and engine configuration name
-    // their accessors.
-    let accessors = if needs_accessors(config) {
+    // Read after the auth methods are enabled: policies, engine configuration and group
+    // aliases name their accessors.
+    let accessors = if needs_accessors(config)
+        || !parsed.group_aliases.is_empty()
+        || parsed.purge.purges("group-aliases")
+    {
         auth::accessors(&pass.io).await
     } else {
         Ok(BTreeMap::new())
@@ -111,10 +137,19 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     policies::apply(&mut pass, &parsed.policies, &accessors).await;
     secrets::apply(&mut pass, &parsed.secrets, &accessors).await;
     startup::apply(&mut pass, &parsed.startup_secrets).await;
+    // Asked only when needed: OpenBao takes audit devices from its configuration only.
+    let flavor = if parsed.audit.is_empty() {
+        Ok(vault::types::Flavor::Unknown)
+    } else {
+        vault.flavor().await.map_err(|error| error.to_string())
+    };
+    audit::apply(&mut pass, &parsed.audit, &flavor).await;
+    pass.ensure_each(&parsed.groups, identity::group).await;
+    identity::apply_aliases(&mut pass, &parsed.group_aliases, &accessors).await;
+    purge::apply(&mut pass, &parsed, &accessors).await;
 
     for entry in &parsed.other {
         let outcome = match &entry.parsed {
-            Err(problem @ Problem::NotApplied { .. }) => Outcome::Skipped(problem.to_string()),
             Err(problem) => Outcome::Failed(problem.to_string()),
             Ok(()) => continue,
         };
@@ -154,7 +189,8 @@ fn needs_accessors(config: &Value) -> bool {
 pub(crate) struct Pass<'a> {
     io: VaultIo<'a>,
     options: &'a ApplyOptions,
-    redactor: &'a Redactor,
+    /// Masks secret values in messages; values read from Secrets are added as they come.
+    redactor: Redactor,
     report: ApplyReport,
 }
 
@@ -198,7 +234,7 @@ impl Pass<'_> {
     /// The hash of an item's input, and the one the last pass applied.
     fn hashes(&self, item: &str, input: &Value) -> (String, Option<&str>) {
         let hash = input_hash(self.options.hash_key.as_ref(), item, input);
-        let previous = self.options.applied_hashes.get(item).map(String::as_str);
+        let previous = self.options.applied_hashes.get(item);
         (hash, previous)
     }
 
@@ -221,6 +257,21 @@ impl Pass<'_> {
             writes,
             input_hash,
         });
+    }
+
+    /// Removes what is at `path` and reports it as `item`.
+    async fn remove(&mut self, item: &str, path: &str) {
+        let before = self.io.writes();
+        info!(pod = %self.io.pod(), item, "removing what the configuration does not name");
+        match self.io.delete(path).await {
+            Ok(()) => self.report.push(ItemReport {
+                item: item.to_string(),
+                outcome: Outcome::Removed,
+                writes: self.io.writes() - before,
+                input_hash: None,
+            }),
+            Err(error) => self.record(item, before, Err(error)),
+        }
     }
 
     /// Reports an item that was not tried.
@@ -261,6 +312,20 @@ impl Pass<'_> {
             writes: 0,
             input_hash: None,
         });
+    }
+
+    /// Applies each item of a section whose items are one [`Desired`] each.
+    async fn ensure_each<T>(
+        &mut self,
+        entries: &[config::Entry<T>],
+        desired: impl Fn(&str, &T) -> Desired,
+    ) {
+        for entry in entries {
+            match &entry.parsed {
+                Ok(value) => self.ensure_and_record(&desired(&entry.item, value)).await,
+                Err(problem) => self.fail(&entry.item, problem.clone().into()),
+            }
+        }
     }
 
     /// Applies one item and reports it.

@@ -1,4 +1,6 @@
-//! `startupSecrets`: key/value secrets written when missing or different.
+//! `startupSecrets`: key/value secrets written when missing or different, and CA bundles
+//! imported into a pki engine when it holds another CA. Values may come from Kubernetes
+//! Secrets (`secretKeyRef`), read through [`super::SecretValues`].
 
 use serde_json::{Value, json};
 use tracing::info;
@@ -18,60 +20,176 @@ pub(super) async fn apply(pass: &mut Pass<'_>, secrets: &[Entry<StartupSecret>])
         let Some(secret) = pass.usable(entry, &mounts) else {
             continue;
         };
-        // TODO(pki startup secrets, secretKeyRef from Kubernetes Secrets): reported as
-        // skipped until the controller reads Secrets for them.
-        if secret.kind != "kv" {
-            pass.skip(
-                &entry.item,
-                format!(
-                    "startup secrets of type `{}` are not applied yet",
-                    secret.kind
-                ),
-            );
-            continue;
-        }
-        if !secret.data.secret_key_ref.is_empty() {
-            pass.skip(&entry.item, "secretKeyRef is not applied yet".to_string());
+        if !matches!(secret.kind.as_str(), "kv" | "pki") {
+            let reason = format!("startup secrets of type `{}` are not applied", secret.kind);
+            pass.skip(&entry.item, reason);
             continue;
         }
         let mounts = mounts.as_ref().map(Clone::clone).unwrap_or_default();
         let before = pass.io.writes();
-        let result = ensure_kv(pass, secret, &mounts).await;
+        let result = match resolve(pass, secret).await {
+            Ok(data) if secret.kind == "pki" => ensure_pki(pass, secret, &data, &mounts).await,
+            Ok(data) => ensure_kv(pass, secret, &data, &mounts).await,
+            Err(error) => Err(error),
+        };
         pass.record(&entry.item, before, result);
     }
 }
 
-/// The kv mount above `path`, and its version.
-pub(super) fn kv_mount<'m>(path: &str, mounts: &'m Fields) -> Option<(&'m str, u8)> {
+/// The secret's data: `data.data`, with each `secretKeyRef` read from its Kubernetes
+/// Secret and kept under its key, as Bank-Vaults does.
+async fn resolve(pass: &mut Pass<'_>, secret: &StartupSecret) -> Result<Fields, ItemError> {
+    let mut data = secret.data.data.clone();
+    let references = &secret.data.secret_key_ref;
+    if references.is_empty() {
+        return Ok(data);
+    }
+    let Some(source) = pass.options.secret_values.clone() else {
+        return Err(ItemError::SecretRef {
+            index: 0,
+            reason: "Kubernetes Secrets cannot be read here".to_string(),
+        });
+    };
+    for (index, reference) in references.iter().enumerate() {
+        let text = |key: &str| reference.get(key).and_then(Value::as_str);
+        let (Some(name), Some(key)) = (text("name"), text("key")) else {
+            let reason = "`name` and `key` are required".to_string();
+            return Err(ItemError::SecretRef { index, reason });
+        };
+        let value = match source.value(name, key).await {
+            Ok(Some(value)) => value,
+            Ok(None) => {
+                let reason = format!("Secret `{name}` has no key `{key}`");
+                return Err(ItemError::SecretRef { index, reason });
+            }
+            Err(error) => {
+                let reason = format!("reading Secret `{name}`: {error}");
+                return Err(ItemError::SecretRef { index, reason });
+            }
+        };
+        pass.redactor.add(value.expose().to_string());
+        data.insert(key.to_string(), json!(value.expose()));
+    }
+    Ok(data)
+}
+
+/// The longest mount above `path` of one of `types`, without its `/`, and what Vault says
+/// of it.
+fn mount_above<'m>(path: &str, mounts: &'m Fields, types: &[&str]) -> Option<(&'m str, &'m Value)> {
     mounts
         .iter()
         .filter(|(mount, held)| {
             format!("{path}/").starts_with(mount.as_str())
-                && matches!(
-                    held.get("type").and_then(Value::as_str),
-                    Some("kv" | "generic")
-                )
+                && held
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| types.contains(&kind))
         })
         .max_by_key(|(mount, _)| mount.len())
-        .map(|(mount, held)| {
-            let version = held.pointer("/options/version").and_then(|v| match v {
-                Value::String(text) => text.parse().ok(),
-                Value::Number(number) => number.as_u64().map(|n| n as u8),
-                _ => None,
-            });
-            (mount.trim_end_matches('/'), version.unwrap_or(1))
-        })
+        .map(|(mount, held)| (mount.trim_end_matches('/'), held))
+}
+
+/// The kv mount above `path`, and its version.
+pub(super) fn kv_mount<'m>(path: &str, mounts: &'m Fields) -> Option<(&'m str, u8)> {
+    let (mount, held) = mount_above(path, mounts, &["kv", "generic"])?;
+    let version = held.pointer("/options/version").and_then(|v| match v {
+        Value::String(text) => text.parse().ok(),
+        Value::Number(number) => number.as_u64().map(|n| n as u8),
+        _ => None,
+    });
+    Some((mount, version.unwrap_or(1)))
+}
+
+/// The certificates of a PEM bundle, each as its base64 text without line breaks.
+fn certificates(bundle: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut found = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find(BEGIN) {
+        let body = &rest[start + BEGIN.len()..];
+        let Some(end) = body.find(END) else { break };
+        found.push(body[..end].split_whitespace().collect());
+        rest = &body[end + END.len()..];
+    }
+    found
+}
+
+/// The certificate of an answer of `cert/ca` or `issuer/<id>`, as [`certificates`] gives it.
+fn certificate_of(answer: Option<Value>) -> Option<String> {
+    let pem = answer?.pointer("/data/certificate")?.as_str()?.to_string();
+    certificates(&pem).into_iter().next()
+}
+
+/// Imports the bundle (`data`'s values, CA certificate first, and its key) into the pki
+/// engine above `secret.path` (`<mount>/config/ca`), unless that engine's default CA is
+/// the bundle's already; and makes it the default issuer, which an import does not when
+/// the engine has one.
+async fn ensure_pki(
+    pass: &Pass<'_>,
+    secret: &StartupSecret,
+    data: &Fields,
+    mounts: &Fields,
+) -> Result<Applied, ItemError> {
+    let (mount, _) =
+        mount_above(&secret.path, mounts, &["pki"]).ok_or_else(|| ItemError::NoPkiMount {
+            path: secret.path.clone(),
+        })?;
+    let bundle = data
+        .values()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ca = certificates(&bundle)
+        .into_iter()
+        .next()
+        .ok_or(ItemError::NoCertificate)?;
+    let default_ca = || async {
+        match pass.io.get(&format!("{mount}/cert/ca")).await {
+            Ok(answer) => Ok(certificate_of(answer)),
+            // No CA yet.
+            Err(error) if error.status() == Some(400) => Ok(None),
+            Err(error) => Err(error),
+        }
+    };
+    if default_ca().await?.as_ref() == Some(&ca) {
+        return Ok(Applied::unchanged(None));
+    }
+
+    info!(pod = %pass.io.pod(), path = %secret.path, "importing CA bundle");
+    let answer = pass
+        .io
+        .write(&secret.path, &json!({ "pem_bundle": bundle }))
+        .await?;
+    if default_ca().await?.as_ref() == Some(&ca) {
+        return Ok(Applied::written(None));
+    }
+    let issuers: Vec<String> = match answer.pointer("/data/mapping") {
+        Some(Value::Object(mapping)) => mapping.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    for issuer in issuers {
+        let held = pass.io.get(&format!("{mount}/issuer/{issuer}")).await?;
+        if certificate_of(held).as_ref() == Some(&ca) {
+            let body = json!({ "default": issuer });
+            pass.io
+                .write(&format!("{mount}/config/issuers"), &body)
+                .await?;
+            break;
+        }
+    }
+    Ok(Applied::written(None))
 }
 
 async fn ensure_kv(
     pass: &Pass<'_>,
     secret: &StartupSecret,
+    wanted: &Fields,
     mounts: &Fields,
 ) -> Result<Applied, ItemError> {
     let (mount, version) = kv_mount(&secret.path, mounts).ok_or_else(|| ItemError::NoKvMount {
         path: secret.path.clone(),
     })?;
-    let wanted = &secret.data.data;
     if version < 2 {
         let held = match pass.io.read(&secret.path).await? {
             Current::Found(held) => Some(held),
@@ -142,6 +260,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn certificates_are_read_from_a_bundle_whatever_its_line_breaks() {
+        let bundle = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n\
+                      -----BEGIN CERTIFICATE-----\nMIIB\nxyz=\n-----END CERTIFICATE-----\n\
+                      -----BEGIN CERTIFICATE-----\r\nMIIC\r\n-----END CERTIFICATE-----";
+        assert_eq!(certificates(bundle), ["MIIBxyz=", "MIIC"]);
+        assert!(certificates("-----BEGIN CERTIFICATE-----\nMIIB").is_empty());
+    }
 
     #[test]
     fn the_longest_kv_mount_above_a_path_gives_the_version() {

@@ -1,13 +1,19 @@
 //! The configuration step: `externalConfig` applied to an unsealed Vault through the
 //! leader, when the resource changes and again every period, so drift in Vault (a policy
 //! edited by hand, a role deleted) is put back. The Configured condition carries the
-//! outcome; each failing item gets an Event with its path and Vault's answer.
+//! outcome; each failing item gets an Event with its path and Vault's answer. The input
+//! hashes of items Vault cannot read back are kept in an annotation of the resource
+//! ([`AppliedHashes::ANNOTATION`]), so a restarted controller does not write them again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -16,14 +22,17 @@ use vault_api::status::{CONFIGURED, ConditionUpdate, VaultStatus};
 
 use super::Context;
 use super::identity_step::OperatorToken;
-use crate::external::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::Secret;
+use crate::external::{self, AppliedHashes, ApplyOptions, ApplyReport, Outcome, SecretValues};
+use crate::keystore::KeyStore;
+use crate::unseal::UnsealOptions;
 use crate::unseal::{Cluster, Report};
 
 /// How soon a pass with failed items is tried again.
 pub const RETRY_FAILED: Duration = Duration::from_secs(30);
 
-/// What the last pass of each `Vault` left, kept in memory: after a restart the first pass
-/// compares everything again, which writes nothing Vault already holds.
+/// When the last pass of each `Vault` ran and how it went, kept in memory: after a restart
+/// the first pass compares everything again, which writes nothing Vault already holds.
 #[derive(Default)]
 pub struct ConfigMemory {
     passes: Mutex<HashMap<String, LastPass>>,
@@ -33,8 +42,6 @@ struct LastPass {
     generation: Option<i64>,
     at: Instant,
     failed: bool,
-    /// The input hashes of items whose secret fields Vault does not return.
-    hashes: BTreeMap<String, String>,
 }
 
 impl ConfigMemory {
@@ -46,14 +53,6 @@ impl ConfigMemory {
         })
     }
 
-    fn hashes(&self, key: &str) -> BTreeMap<String, String> {
-        let passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
-        passes
-            .get(key)
-            .map(|last| last.hashes.clone())
-            .unwrap_or_default()
-    }
-
     fn record(&self, key: String, generation: Option<i64>, report: &ApplyReport) {
         let mut passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
         passes.insert(
@@ -62,7 +61,6 @@ impl ConfigMemory {
                 generation,
                 at: Instant::now(),
                 failed: !report.succeeded(),
-                hashes: report.applied_hashes(),
             },
         );
     }
@@ -130,6 +128,7 @@ pub async fn configure(
     ctx: &Context,
     vault: &Vault,
     cluster: &Cluster,
+    store: &dyn KeyStore,
     token: &OperatorToken,
     unsealed: &Report,
 ) -> ConfigObservation {
@@ -168,27 +167,106 @@ pub async fn configure(
         Err(error) => return ConfigObservation::Waiting(error.to_string()),
     };
 
+    let applied_hashes = applied_hashes(vault);
     let options = ApplyOptions {
-        applied_hashes: ctx.config_memory.hashes(&key),
+        applied_hashes: applied_hashes.clone(),
+        // The annotation can be read by whoever reads the resource: keyed with the first
+        // key share, its hashes cannot be checked against guessed passwords. The share
+        // lives as long as Vault's data; tokens (the controller's own is renewed hourly)
+        // would make every item with unreadable fields be written again at each change.
+        hash_key: hash_key(store, vault).await,
+        secret_values: Some(Arc::new(NamespaceSecrets(Api::namespaced(
+            ctx.client.clone(),
+            &vault.namespace().unwrap_or_default(),
+        )))),
         ..ApplyOptions::default()
     };
     let config = Value::Object(vault.spec.external_config.0.clone());
     let report = external::apply(&authed, &config, &options).await;
     ctx.config_memory.record(key, generation, &report);
+    let hashes = report.applied_hashes();
+    if hashes != applied_hashes {
+        keep_hashes(ctx, vault, &hashes).await;
+    }
     publish(ctx, vault, &report).await;
     ConfigObservation::Applied(report)
 }
 
-/// An Event when the pass wrote anything, and one per failed item.
+/// The first unseal (or recovery) key share, which keys the hashes of applied inputs; none
+/// when the store cannot give it, and then the hashes are keyed by their item alone.
+async fn hash_key(store: &dyn KeyStore, vault: &Vault) -> Option<Secret> {
+    let first = UnsealOptions::for_vault(vault).key_name(0);
+    match store.get(&first).await {
+        Ok(share) => share,
+        Err(error) => {
+            warn!(%error, "reading the key that keys the applied configuration hashes");
+            None
+        }
+    }
+}
+
+/// The Secrets of the `Vault`'s namespace, which `secretKeyRef`s name.
+struct NamespaceSecrets(Api<KubeSecret>);
+
+#[async_trait]
+impl SecretValues for NamespaceSecrets {
+    async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String> {
+        // kube's errors name the object and the API server's reason, not the data.
+        let found = self.0.get_opt(name).await.map_err(|e| e.to_string())?;
+        let Some(bytes) = found.and_then(|secret| secret.data?.remove(key)) else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes.0)
+            .map(|value| Some(Secret::new(value)))
+            .map_err(|_| format!("the value of `{key}` is not UTF-8 text"))
+    }
+}
+
+/// The hashes the last pass left in the resource's annotation.
+fn applied_hashes(vault: &Vault) -> AppliedHashes {
+    vault
+        .annotations()
+        .get(AppliedHashes::ANNOTATION)
+        .and_then(|text| AppliedHashes::from_annotation(text))
+        .unwrap_or_default()
+}
+
+/// Writes `hashes` into the resource's annotation. A failure is logged: the next pass then
+/// writes the items with unreadable fields once more, which is harmless.
+async fn keep_hashes(ctx: &Context, vault: &Vault, hashes: &AppliedHashes) {
+    let api: Api<Vault> =
+        Api::namespaced(ctx.client.clone(), &vault.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        AppliedHashes::ANNOTATION: hashes.to_annotation(),
+    }}});
+    let patched = api
+        .patch(
+            &vault.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    if let Err(error) = patched {
+        warn!(vault = %vault.name_any(), %error, "keeping the applied configuration hashes");
+    }
+}
+
+/// An Event when the pass wrote or removed anything, and one per failed item.
 async fn publish(ctx: &Context, vault: &Vault, report: &ApplyReport) {
-    let written: Vec<&str> = report
-        .items
-        .iter()
-        .filter(|item| item.outcome == Outcome::Written)
-        .map(|item| item.item.as_str())
-        .collect();
-    if !written.is_empty() {
-        let note = format!("externalConfig applied: {}", written.join(", "));
+    let changed = |wanted: Outcome| -> Vec<&str> {
+        report
+            .items
+            .iter()
+            .filter(|item| item.outcome == wanted)
+            .map(|item| item.item.as_str())
+            .collect()
+    };
+    let (written, removed) = (changed(Outcome::Written), changed(Outcome::Removed));
+    if !written.is_empty() || !removed.is_empty() {
+        let mut note = format!("externalConfig applied: {}", written.join(", "));
+        if !removed.is_empty() {
+            note.push_str(&format!("; removed: {}", removed.join(", ")));
+        }
         info!(%note);
         ctx.publish(vault, EventType::Normal, "Configured", note)
             .await;
@@ -237,13 +315,6 @@ mod tests {
             memory.due("ns/vault", Some(1), Duration::ZERO),
             "the period passed"
         );
-        assert_eq!(
-            memory
-                .hashes("ns/vault")
-                .get("policies[a]")
-                .map(String::as_str),
-            Some("hash-of-policies[a]")
-        );
 
         let bad = ApplyReport {
             items: vec![item("auth[x]", Outcome::Failed("refused".into()))],
@@ -251,6 +322,29 @@ mod tests {
         memory.record("ns/vault".into(), Some(1), &bad);
         assert!(!memory.due("ns/vault", Some(1), period), "not at once");
         assert!(memory.due("ns/other", Some(1), period), "per Vault");
+    }
+
+    #[test]
+    fn hashes_are_read_back_from_the_annotation_they_are_kept_in() {
+        let mut vault = Vault::new("vault", Default::default());
+        assert!(applied_hashes(&vault).is_empty());
+
+        let hashes = AppliedHashes(
+            [(
+                "auth[userpass].users[admin]".to_string(),
+                "ab12".to_string(),
+            )]
+            .into(),
+        );
+        vault
+            .annotations_mut()
+            .insert(AppliedHashes::ANNOTATION.into(), hashes.to_annotation());
+        assert_eq!(applied_hashes(&vault), hashes);
+
+        vault
+            .annotations_mut()
+            .insert(AppliedHashes::ANNOTATION.into(), "edited by hand".into());
+        assert!(applied_hashes(&vault).is_empty(), "compared afresh");
     }
 
     #[test]

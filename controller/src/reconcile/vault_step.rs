@@ -225,7 +225,8 @@ async fn unseal_pass(
                 reset_storage(ctx, vault, desired, &report.reset_required).await?;
             }
             label_active_pod(ctx, vault, &pods, report.leader.as_deref()).await?;
-            let configured = config_step::configure(ctx, vault, &cluster, &token, &report).await;
+            let configured =
+                config_step::configure(ctx, vault, &cluster, store.as_ref(), &token, &report).await;
             Ok((VaultObservation::Observed(report), Some(configured)))
         }
         Err(error) => {

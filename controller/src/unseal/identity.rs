@@ -41,6 +41,12 @@ path "identity/*" { capabilities = ["create", "read", "update", "delete", "list"
 path "+/*" { capabilities = ["create", "read", "update", "delete", "list"] }
 "#;
 
+/// Mount path of the Kubernetes auth method the controller logs in through.
+pub const AUTH_PATH: &str = "kubernetes";
+
+/// Name of the controller's role, and of its policy. `purgeUnmanagedConfig` keeps both.
+pub const ROLE: &str = "vault-controller";
+
 /// How long the role's tokens live. The controller logs in again well before.
 const TOKEN_TTL: &str = "1h";
 
@@ -64,8 +70,8 @@ impl ControllerIdentity {
     /// [`DEFAULT_POLICY`] under the name `vault-controller`.
     pub fn new(service_account: &str, namespace: &str) -> Self {
         Self {
-            auth_path: "kubernetes".to_string(),
-            role: "vault-controller".to_string(),
+            auth_path: AUTH_PATH.to_string(),
+            role: ROLE.to_string(),
             policy: DEFAULT_POLICY.to_string(),
             service_account: service_account.to_string(),
             namespace: namespace.to_string(),

@@ -26,8 +26,9 @@ use vault_api::status::{RaftRole, VaultPodStatus};
 use vault_api::{Vault, VaultSpec};
 
 pub use identity::{
-    ControllerIdentity, DEFAULT_POLICY, IN_CLUSTER_TOKEN, ServiceAccountToken, login,
-    revoke_root_token, setup_controller_identity,
+    AUTH_PATH as CONTROLLER_AUTH_PATH, ControllerIdentity, DEFAULT_POLICY, IN_CLUSTER_TOKEN,
+    ROLE as CONTROLLER_ROLE, ServiceAccountToken, login, revoke_root_token,
+    setup_controller_identity,
 };
 pub use marker::{InitMarker, MarkerState};
 

@@ -695,6 +695,11 @@ impl AuthedClient {
             .await
     }
 
+    /// Asks the server whether it is OpenBao or HashiCorp Vault.
+    pub async fn flavor(&self) -> Result<Flavor, VaultError> {
+        self.raw.flavor().await
+    }
+
     /// Wraps a `vaultrs` error with this pod and an operation.
     pub fn error(
         &self,

@@ -1,0 +1,369 @@
+//! `purgeUnmanagedConfig`: what Vault holds and the configuration does not name is
+//! removed, section by section, unless the section is excluded. Beyond Bank-Vaults, the
+//! roles, users, groups, mappings and aws cross-account roles under a configured auth
+//! method go too when auth is purged.
+//!
+//! Never removed: the `root` and `default` policies, the `token/` auth method (and its
+//! roles), the `sys/`, `identity/` and `cubbyhole/` mounts, and the controller's own
+//! login: its Kubernetes auth method, role and policy. A section with an item that
+//! did not parse is not purged at all: that item may name what would be removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::config::{AuthMethod, Entry, ExternalConfig};
+use super::identity::held_aliases;
+use super::io::ItemError;
+use super::{Pass, name_of};
+use crate::unseal::{CONTROLLER_AUTH_PATH, CONTROLLER_ROLE};
+
+/// Policies Vault makes itself.
+const BUILT_IN_POLICIES: &[&str] = &["root", "default"];
+/// Secrets engines Vault mounts itself; they cannot be removed.
+const BUILT_IN_MOUNTS: &[&str] = &["sys", "identity", "cubbyhole"];
+
+/// Where purged items are reported: `purgeUnmanagedConfig.<section>[<name>]`.
+const PREFIX: &str = "purgeUnmanagedConfig";
+
+/// Removes what the configuration does not name, for every section purged.
+pub(super) async fn apply(
+    pass: &mut Pass<'_>,
+    config: &ExternalConfig,
+    accessors: &Result<BTreeMap<String, String>, String>,
+) {
+    let purge = &config.purge;
+    // Aliases first: removing a group or an auth method takes its aliases with it.
+    if purge.purges("group-aliases") && parsed_whole(pass, "group-aliases", &config.group_aliases) {
+        group_aliases(pass, config, accessors).await;
+    }
+    if purge.purges("groups") && parsed_whole(pass, "groups", &config.groups) {
+        let named: BTreeSet<String> = parsed(&config.groups).map(|g| g.name.clone()).collect();
+        by_listing(pass, "groups", "identity/group/name", &named, |name| {
+            format!("identity/group/name/{name}")
+        })
+        .await;
+    }
+    if purge.purges("auth") && parsed_whole(pass, "auth", &config.auth) {
+        auth(pass, &config.auth).await;
+    }
+    if purge.purges("secrets") && parsed_whole(pass, "secrets", &config.secrets) {
+        let named: BTreeSet<String> = parsed(&config.secrets).map(|e| e.path.clone()).collect();
+        mounts(pass, "secrets", "sys/mounts", &named, BUILT_IN_MOUNTS).await;
+    }
+    if purge.purges("policies") && parsed_whole(pass, "policies", &config.policies) {
+        // Vault keeps policy names in lower case.
+        let named: BTreeSet<String> = parsed(&config.policies)
+            .map(|p| p.name.to_lowercase())
+            .chain(BUILT_IN_POLICIES.iter().map(|p| p.to_string()))
+            .chain([CONTROLLER_ROLE.to_string()])
+            .collect();
+        by_listing(pass, "policies", "sys/policies/acl", &named, |name| {
+            format!("sys/policies/acl/{name}")
+        })
+        .await;
+    }
+    // After the mounts, which may run them.
+    if purge.purges("plugins") && parsed_whole(pass, "plugins", &config.plugins) {
+        plugins(pass, config).await;
+    }
+    if purge.purges("audit") && parsed_whole(pass, "audit", &config.audit) {
+        let named: BTreeSet<String> = parsed(&config.audit).map(|d| d.path.clone()).collect();
+        mounts(pass, "audit", "sys/audit", &named, &[]).await;
+    }
+}
+
+/// Plugins registered by hand (not built in) that no `plugins` item names.
+async fn plugins(pass: &mut Pass<'_>, config: &ExternalConfig) {
+    let section = format!("{PREFIX}.plugins");
+    let listing = match pass.io.get("sys/plugins/catalog").await {
+        Ok(listing) => listing,
+        Err(error) => return pass.fail(&section, error),
+    };
+    let named: BTreeSet<(&str, &str)> = parsed(&config.plugins)
+        .map(|p| (p.kind.as_str(), p.plugin_name.as_str()))
+        .collect();
+    let detailed = listing
+        .as_ref()
+        .and_then(|answer| answer.pointer("/data/detailed"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for plugin in detailed {
+        let text = |key: &str| plugin.get(key).and_then(Value::as_str).unwrap_or_default();
+        let builtin = plugin
+            .get("builtin")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let (kind, name, version) = (text("type"), text("name"), text("version"));
+        if builtin || named.contains(&(kind, name)) {
+            continue;
+        }
+        let mut path = format!("sys/plugins/catalog/{kind}/{name}");
+        if !version.is_empty() {
+            path.push_str(&format!("?version={version}"));
+        }
+        pass.remove(&format!("{section}[{kind}/{name}]"), &path)
+            .await;
+    }
+}
+
+/// The items of a section that parsed.
+fn parsed<T>(entries: &[Entry<T>]) -> impl Iterator<Item = &T> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.parsed.as_ref().ok())
+}
+
+/// Whether every item of the section parsed; reports the section skipped otherwise.
+fn parsed_whole<T>(pass: &mut Pass<'_>, section: &str, entries: &[Entry<T>]) -> bool {
+    let Some(broken) = entries.iter().find(|entry| entry.parsed.is_err()) else {
+        return true;
+    };
+    let reason = format!(
+        "not purged: {} did not parse, and may name what would be removed",
+        broken.item
+    );
+    pass.skip(&format!("{PREFIX}.{section}"), reason);
+    false
+}
+
+/// Removes each listed name at `list_path` not in `named` (compared in lower case).
+async fn by_listing(
+    pass: &mut Pass<'_>,
+    section: &str,
+    list_path: &str,
+    named: &BTreeSet<String>,
+    path: impl Fn(&str) -> String,
+) {
+    let names = match pass.io.list_keys(list_path).await {
+        Ok(names) => names,
+        Err(error) => return pass.fail(&format!("{PREFIX}.{section}"), error),
+    };
+    let named: BTreeSet<String> = named.iter().map(|name| name.to_lowercase()).collect();
+    for name in names {
+        if !named.contains(&name.to_lowercase()) {
+            pass.remove(&format!("{PREFIX}.{section}[{name}]"), &path(&name))
+                .await;
+        }
+    }
+}
+
+/// Removes the mounts of `sys/auth` or `sys/mounts` that are not in `named` or `kept`.
+async fn mounts(
+    pass: &mut Pass<'_>,
+    section: &str,
+    list_path: &str,
+    named: &BTreeSet<String>,
+    kept: &[&str],
+) {
+    let held = match pass.io.get(list_path).await {
+        Ok(answer) => super::auth::mounts_of(answer.as_ref()),
+        Err(error) => return pass.fail(&format!("{PREFIX}.{section}"), error),
+    };
+    for path in held.keys() {
+        let path = path.trim_end_matches('/');
+        if named.contains(path) || kept.contains(&path) {
+            continue;
+        }
+        pass.remove(
+            &format!("{PREFIX}.{section}[{path}]"),
+            &format!("{list_path}/{path}"),
+        )
+        .await;
+    }
+}
+
+/// Auth methods not named, then the sub-items named methods no longer have.
+async fn auth(pass: &mut Pass<'_>, methods: &[Entry<AuthMethod>]) {
+    let named: BTreeSet<String> = parsed(methods).map(|m| m.path.clone()).collect();
+    mounts(
+        pass,
+        "auth",
+        "sys/auth",
+        &named,
+        &["token", CONTROLLER_AUTH_PATH],
+    )
+    .await;
+
+    for entry in methods {
+        let Ok(method) = &entry.parsed else { continue };
+        if method.kind == "token" {
+            continue;
+        }
+        for (endpoint, names) in sub_items(method) {
+            let section = format!("{}.{endpoint}", entry.item);
+            let Some(names) = names else {
+                let reason = format!("not purged: an item of {section} has no name");
+                pass.skip(&format!("{PREFIX}.{section}"), reason);
+                continue;
+            };
+            let mount = format!("auth/{}/{}", method.path, endpoint_path(method, endpoint));
+            let held = match pass.io.list_keys(&mount).await {
+                Ok(held) => held,
+                // Methods of this type have no such endpoint.
+                Err(error) if matches!(error.status(), Some(400 | 405)) => continue,
+                Err(error) => {
+                    pass.fail(&format!("{PREFIX}.{section}"), error);
+                    continue;
+                }
+            };
+            let controllers = method.path == CONTROLLER_AUTH_PATH && endpoint == "roles";
+            for name in held {
+                if controllers && name == CONTROLLER_ROLE {
+                    continue;
+                }
+                if !names.contains(&name.to_lowercase()) {
+                    let item = format!("{PREFIX}.{section}[{name}]");
+                    pass.remove(&item, &format!("{mount}/{name}")).await;
+                }
+            }
+        }
+    }
+}
+
+/// The endpoints under an auth method that hold named items, each with the names the
+/// configuration gives (in lower case: Vault lower-cases most of them), or `None` when an
+/// item has no name, so nothing can be told apart.
+fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>)> {
+    let lower = |names: Vec<Option<String>>| -> Option<BTreeSet<String>> {
+        names
+            .into_iter()
+            .map(|n| n.map(|n| n.to_lowercase()))
+            .collect()
+    };
+    let keys = |value: Option<&Value>| -> Option<BTreeSet<String>> {
+        match value {
+            Some(Value::Object(map)) => Some(map.keys().map(|k| k.to_lowercase()).collect()),
+            None | Some(Value::Null) => Some(BTreeSet::new()),
+            Some(_) => None,
+        }
+    };
+    let kind = method.kind.as_str();
+    let mut endpoints = Vec::new();
+
+    let has_roles = matches!(
+        kind,
+        "kubernetes" | "jwt" | "oidc" | "approle" | "aws" | "azure" | "gcp" | "oci" | "cert"
+    );
+    if has_roles || !method.roles.is_empty() {
+        let names = method
+            .roles
+            .iter()
+            .map(|r| name_of(r.get("name")))
+            .collect();
+        endpoints.push(("roles", lower(names)));
+    }
+    if matches!(kind, "userpass" | "ldap" | "okta" | "radius") || method.users.is_some() {
+        let names = match &method.users {
+            Some(Value::Array(users)) => {
+                lower(users.iter().map(|u| name_of(u.get("username"))).collect())
+            }
+            other => keys(other.as_ref()),
+        };
+        endpoints.push(("users", names));
+    }
+    if matches!(kind, "ldap" | "okta") || !method.groups.is_empty() {
+        endpoints.push((
+            "groups",
+            Some(method.groups.keys().map(|k| k.to_lowercase()).collect()),
+        ));
+    }
+    if kind == "aws" {
+        let accounts = method
+            .crossaccountrole
+            .iter()
+            .map(|role| name_of(role.get("sts_account")))
+            .collect();
+        endpoints.push(("crossaccountrole", lower(accounts)));
+    }
+    if kind == "github" {
+        endpoints.push(("map.teams", keys(method.map.get("teams"))));
+        endpoints.push(("map.users", keys(method.map.get("users"))));
+    }
+    endpoints
+}
+
+/// Where an endpoint of [`sub_items`] is under the mount.
+fn endpoint_path(method: &AuthMethod, endpoint: &str) -> &'static str {
+    match (method.kind.as_str(), endpoint) {
+        ("cert", "roles") => "certs",
+        (_, "roles") => "role",
+        (_, "users") => "users",
+        (_, "groups") => "groups",
+        (_, "map.teams") => "map/teams",
+        (_, "crossaccountrole") => "config/sts",
+        _ => "map/users",
+    }
+}
+
+/// Group aliases that no `group-aliases` item names (by name and auth mount).
+async fn group_aliases(
+    pass: &mut Pass<'_>,
+    config: &ExternalConfig,
+    accessors: &Result<BTreeMap<String, String>, String>,
+) {
+    let section = format!("{PREFIX}.group-aliases");
+    let accessors = match accessors {
+        Ok(accessors) => accessors,
+        Err(error) => return pass.fail(&section, ItemError::Prerequisite(error.clone())),
+    };
+    let held = match held_aliases(pass).await {
+        Ok(held) => held,
+        Err(error) => return pass.fail(&section, error),
+    };
+    let named: BTreeSet<(String, &String)> = parsed(&config.group_aliases)
+        .filter_map(|alias| Some((alias.name.clone(), accessors.get(&alias.mountpath)?)))
+        .collect();
+    for alias in held {
+        if !named.contains(&(alias.name.clone(), &alias.mount_accessor)) {
+            let item = format!("{section}[{}]", alias.name);
+            let path = format!("identity/group-alias/id/{}", alias.id);
+            pass.remove(&item, &path).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::external::config::tests::method;
+
+    fn shown(method: &AuthMethod) -> Vec<String> {
+        sub_items(method)
+            .into_iter()
+            .map(|(endpoint, names)| format!("{} {names:?}", endpoint_path(method, endpoint)))
+            .collect()
+    }
+
+    #[test]
+    fn each_method_type_purges_its_own_endpoints() {
+        let kubernetes = method(json!({"type": "kubernetes", "roles": [{"name": "Default"}]}));
+        assert_eq!(shown(&kubernetes), [r#"role Some({"default"})"#]);
+        let userpass = method(json!({"type": "userpass", "users": [{"username": "admin"}]}));
+        assert_eq!(shown(&userpass), [r#"users Some({"admin"})"#]);
+        let ldap = method(json!({"type": "ldap", "groups": {"dev": {}}}));
+        assert_eq!(
+            shown(&ldap),
+            [r#"users Some({})"#, r#"groups Some({"dev"})"#]
+        );
+        let github = method(json!({"type": "github", "map": {"teams": {"dev": "p"}}}));
+        assert_eq!(
+            shown(&github),
+            [r#"map/teams Some({"dev"})"#, "map/users Some({})"]
+        );
+        let aws = method(json!({"type": "aws", "crossaccountrole": [{"sts_account": 123}]}));
+        assert_eq!(
+            shown(&aws),
+            ["role Some({})", r#"config/sts Some({"123"})"#]
+        );
+        let cert = method(json!({"type": "cert", "roles": [{"policies": "x"}]}));
+        assert_eq!(
+            shown(&cert),
+            ["certs None"],
+            "a role without a name stops the purge"
+        );
+    }
+}
