@@ -10,11 +10,11 @@ use std::time::Instant;
 use e2e::inside::curl;
 use e2e::operator::set_env;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::BoxError;
-use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
+use crate::harness::{Case, RECOVERY_WITHIN, VAULT, measured};
 
 /// Where moto listens, inside the cluster's network namespace.
 const MOTO_PORT: u16 = 5000;
@@ -49,27 +49,19 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
 
 async fn keys_in_s3(case: &Case, moto: &Moto, key_id: &str) -> Result<(), BoxError> {
     let ns = case.namespace.as_str();
-    case.apply_rbac().await?;
-    let mut vault = serde_json::to_value(e2e::sample_in("cr-raft.yaml", ns)?)?;
-    vault["spec"]["unsealConfig"] = json!({"aws": {
-        "kmsKeyId": key_id,
-        "kmsRegion": REGION,
-        "kmsEncryptionContext": "Service=Vault",
-        "s3Bucket": BUCKET,
-        "s3Prefix": PREFIX,
-        "s3Region": REGION,
-    }});
-    let vault = serde_json::from_value(vault)?;
-    let started = Instant::now();
-    let params = PostParams::default();
-    e2e::admit(ns, || case.vaults.create(&params, &vault)).await?;
-    case.converged(3, FIRST_UNSEAL_WITHIN).await?;
-    case.voters_in_status(3).await?;
-    measured(
-        ns,
-        "three unsealed voters, the keys in S3",
-        started.elapsed(),
-    );
+    let took = case
+        .start_changed_sample(|vault| {
+            vault["spec"]["unsealConfig"] = json!({"aws": {
+                "kmsKeyId": key_id,
+                "kmsRegion": REGION,
+                "kmsEncryptionContext": "Service=Vault",
+                "s3Bucket": BUCKET,
+                "s3Prefix": PREFIX,
+                "s3Region": REGION,
+            }});
+        })
+        .await?;
+    measured(ns, "three unsealed voters, the keys in S3", took);
 
     let objects = moto.objects().await?;
     for index in 0..5 {

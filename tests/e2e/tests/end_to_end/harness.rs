@@ -107,6 +107,25 @@ impl Case {
         Ok(())
     }
 
+    /// The shared `rbac.yaml`, and `cr-raft.yaml` moved into the namespace and changed by
+    /// `change`, created through the webhook and waited on until three pods are unsealed
+    /// voters (as the status says: no root token may be at hand). Returns the time.
+    pub async fn start_changed_sample(
+        &self,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Duration, BoxError> {
+        self.apply_rbac().await?;
+        let mut vault = serde_json::to_value(e2e::sample_in("cr-raft.yaml", &self.namespace)?)?;
+        change(&mut vault);
+        let vault: Vault = serde_json::from_value(vault)?;
+        let started = Instant::now();
+        let params = PostParams::default();
+        e2e::admit(&self.namespace, || self.vaults.create(&params, &vault)).await?;
+        self.converged(3, FIRST_UNSEAL_WITHIN).await?;
+        self.voters_in_status(3).await?;
+        Ok(started.elapsed())
+    }
+
     /// Changes `spec.size`, through the webhook.
     pub async fn resize(&self, size: i32) -> Result<(), BoxError> {
         let patch = Patch::Merge(json!({"spec": {"size": size}}));
