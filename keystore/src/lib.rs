@@ -7,7 +7,9 @@
 //! idempotent and retried ([`write_verified`]), and the init-intent marker tells an
 //! interrupted initialisation from a finished one.
 
+mod cloud;
 mod file;
+mod google;
 mod memory;
 mod secret;
 
@@ -16,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::warn;
 
+pub use cloud::SetupError;
 pub use file::FileKeyStore;
+pub use google::{GcsKeyStore, GoogleConfig, GoogleCredentials, ServiceAccountKey};
 pub use memory::MemoryKeyStore;
 pub use secret::Secret;
 
