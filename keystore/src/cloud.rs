@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::Secret;
+use serde::Deserialize;
+
+use crate::{KeyStore, KeyStoreError, Secret};
 
 /// A key store that could not be set up from its `unsealConfig` and the environment.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,70 @@ pub enum SetupError {
     /// The HTTP client could not be built.
     #[error("building the HTTP client: {0}")]
     Client(String),
+}
+
+/// The error of `operation` on `key` in `store`, for `reason`.
+pub(crate) fn backend_error(
+    store: &dyn KeyStore,
+    operation: &'static str,
+    key: &str,
+    reason: String,
+) -> KeyStoreError {
+    KeyStoreError::Backend {
+        store: store.describe(),
+        operation,
+        key: key.to_string(),
+        reason,
+    }
+}
+
+/// The error body Google's and Azure's APIs share, `{"error": {"code", "message"}}`, with
+/// Google's `status` and Azure's `innererror`.
+#[derive(Deserialize)]
+pub(crate) struct ApiErrorBody {
+    error: ApiError,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    /// A number at Google, a name such as `Forbidden` at Azure.
+    #[serde(default)]
+    code: serde_json::Value,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    innererror: Option<InnerError>,
+}
+
+#[derive(Deserialize)]
+struct InnerError {
+    #[serde(default)]
+    code: String,
+}
+
+impl ApiErrorBody {
+    /// The error as a line after `http_status`: `403 Forbidden PERMISSION_DENIED: ...` from
+    /// Google, `403 Forbidden Forbidden (ForbiddenByRbac): ...` from Azure.
+    pub(crate) fn describe(&self, http_status: &str) -> String {
+        let error = &self.error;
+        let name = match (&error.status, &error.code) {
+            (Some(status), _) => status.as_str(),
+            (None, serde_json::Value::String(code)) => code.as_str(),
+            (None, _) => "",
+        };
+        let inner = match &error.innererror {
+            Some(inner) if !inner.code.is_empty() => format!(" ({})", inner.code),
+            _ => String::new(),
+        };
+        let message = shorten(&error.message);
+        if name.is_empty() {
+            format!("{http_status}: {message}")
+        } else {
+            format!("{http_status} {name}{inner}: {message}")
+        }
+    }
 }
 
 /// Timeout of one request to a cloud API: long enough for a slow KMS, short enough that a

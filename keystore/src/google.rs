@@ -22,7 +22,7 @@ use vault_api::unseal::GoogleKeyStore;
 
 pub use rest::{GoogleCredentials, ServiceAccountKey};
 
-use crate::cloud::{SetupError, http_client};
+use crate::cloud::{SetupError, backend_error, http_client};
 use crate::{KeyStore, KeyStoreError, Secret};
 use rest::{Failure, GoogleClient};
 
@@ -167,15 +167,6 @@ impl GcsKeyStore {
         })
     }
 
-    fn error(&self, operation: &'static str, key: &str, reason: String) -> KeyStoreError {
-        KeyStoreError::Backend {
-            store: self.describe(),
-            operation,
-            key: key.to_string(),
-            reason,
-        }
-    }
-
     /// The error for a 404 from a bucket that may not exist: the bucket's absence, named,
     /// when it is absent, else `failure`'s own text.
     async fn missing_bucket_or(&self, failure: Failure) -> String {
@@ -206,21 +197,28 @@ impl KeyStore for GcsKeyStore {
                 // to report, not a store with no keys yet.
                 return match self.client.bucket_exists(&self.bucket).await {
                     Ok(true) => Ok(None),
-                    Ok(false) => Err(self.error("reading", key, self.no_bucket())),
-                    Err(failure) => Err(self.error("reading", key, failure.reason)),
+                    Ok(false) => Err(backend_error(self, "reading", key, self.no_bucket())),
+                    Err(failure) => Err(backend_error(self, "reading", key, failure.reason)),
                 };
             }
-            Err(failure) => return Err(self.error("reading", key, failure.reason)),
+            Err(failure) => return Err(backend_error(self, "reading", key, failure.reason)),
         };
 
         let plaintext = self
             .client
             .decrypt(&self.key_name, &ciphertext)
             .await
-            .map_err(|failure| self.error("decrypting", key, failure.reason))?;
+            .map_err(|failure| backend_error(self, "decrypting", key, failure.reason))?;
         Secret::from_bytes(plaintext.to_vec())
             .map(Some)
-            .ok_or_else(|| self.error("decrypting", key, "the value is not UTF-8".to_string()))
+            .ok_or_else(|| {
+                backend_error(
+                    self,
+                    "decrypting",
+                    key,
+                    "the value is not UTF-8".to_string(),
+                )
+            })
     }
 
     async fn set(&self, key: &str, value: &Secret) -> Result<(), KeyStoreError> {
@@ -228,20 +226,28 @@ impl KeyStore for GcsKeyStore {
             .client
             .encrypt(&self.key_name, value.expose().as_bytes())
             .await
-            .map_err(|failure| self.error("encrypting", key, failure.reason))?;
+            .map_err(|failure| backend_error(self, "encrypting", key, failure.reason))?;
 
         match self.client.upload(&self.bucket, key, ciphertext).await {
             Ok(()) => Ok(()),
-            Err(failure) => Err(self.error("writing", key, self.missing_bucket_or(failure).await)),
+            Err(failure) => Err(backend_error(
+                self,
+                "writing",
+                key,
+                self.missing_bucket_or(failure).await,
+            )),
         }
     }
 
     async fn list(&self) -> Result<Vec<String>, KeyStoreError> {
         match self.client.list(&self.bucket).await {
             Ok(names) => Ok(names),
-            Err(failure) => {
-                Err(self.error("listing", "keys", self.missing_bucket_or(failure).await))
-            }
+            Err(failure) => Err(backend_error(
+                self,
+                "listing",
+                "keys",
+                self.missing_bucket_or(failure).await,
+            )),
         }
     }
 }

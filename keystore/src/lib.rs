@@ -7,6 +7,7 @@
 //! idempotent and retried ([`write_verified`]), and the init-intent marker tells an
 //! interrupted initialisation from a finished one.
 
+mod azure;
 mod cloud;
 mod file;
 mod google;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::warn;
 
+pub use azure::{AzureConfig, AzureCredentials, AzureKeyVaultStore};
 pub use cloud::SetupError;
 pub use file::FileKeyStore;
 pub use google::{GcsKeyStore, GoogleConfig, GoogleCredentials, ServiceAccountKey};

@@ -10,6 +10,8 @@
 //! Nothing leaves loopback: endpoints are explicit, and the metadata server is never asked.
 //! Ports 19210-19229.
 
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +31,8 @@ use vault_api::unseal::GoogleKeyStore;
 use vault_keystore::{
     GcsKeyStore, GoogleConfig, GoogleCredentials, KeyStore, Secret, ServiceAccountKey,
 };
+
+use common::error_text;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -344,14 +348,6 @@ async fn setup(
     };
     let store = GcsKeyStore::new(&spec(bucket, crypto_key), config)?;
     Ok((emulator, fake, store))
-}
-
-/// The message of `result`'s error, empty when it succeeded.
-fn error_text<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
-    result
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

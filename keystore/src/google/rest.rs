@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Secret;
-use crate::cloud::{TokenCache, failure_text, shorten};
+use crate::cloud::{ApiErrorBody, TokenCache, failure_text, shorten};
 
 /// OAuth2 scope of both Cloud KMS and Cloud Storage.
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -63,20 +63,6 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// Google's error body: `{"error": {"code": 403, "message": "...", "status": "..."}}`.
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    status: Option<String>,
-}
-
 /// What a failed call returns: the HTTP status, when there was one, and a text for errors.
 #[derive(Debug)]
 pub(super) struct Failure {
@@ -100,11 +86,8 @@ impl Failure {
     async fn from_response(response: reqwest::Response) -> Self {
         let status = response.status();
         let reason = match response.text().await {
-            Ok(body) => match serde_json::from_str::<ErrorBody>(&body) {
-                Ok(ErrorBody { error }) => match error.status {
-                    Some(code) => format!("{status} {code}: {}", shorten(&error.message)),
-                    None => format!("{status}: {}", shorten(&error.message)),
-                },
+            Ok(body) => match serde_json::from_str::<ApiErrorBody>(&body) {
+                Ok(error) => error.describe(&status.to_string()),
                 Err(_) if body.trim().is_empty() => status.to_string(),
                 Err(_) => format!("{status}: {}", shorten(&body)),
             },
