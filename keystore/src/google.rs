@@ -204,12 +204,13 @@ impl KeyStore for GcsKeyStore {
             Err(failure) => return Err(backend_error(self, "reading", key, failure.reason)),
         };
 
-        let plaintext = self
+        let mut plaintext = self
             .client
             .decrypt(&self.key_name, &ciphertext)
             .await
             .map_err(|failure| backend_error(self, "decrypting", key, failure.reason))?;
-        Secret::from_bytes(plaintext.to_vec())
+        // Moved, not copied, so that no unwiped copy of the value is left behind.
+        Secret::from_bytes(std::mem::take(&mut *plaintext))
             .map(Some)
             .ok_or_else(|| {
                 backend_error(
