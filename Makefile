@@ -29,12 +29,13 @@ lint:
 unit: tools
 	scripts/with-cluster.sh $(CARGO) test --workspace --locked
 
-## tools: OpenBao's bao, moto, SoftHSM2 and the Kubernetes binaries, installed or built once
-## per machine
+## tools: OpenBao's bao, moto, SoftHSM2, the Cloud Storage emulator and the Kubernetes
+## binaries, installed or built once per machine
 tools:
 	scripts/tools.sh bao >/dev/null
 	scripts/tools.sh moto >/dev/null
 	scripts/tools.sh softhsm >/dev/null
+	scripts/tools.sh gcs-emulator >/dev/null
 	scripts/tools.sh k8s >/dev/null
 
 ## crd: regenerate manifests/crd.yaml from the Rust types

