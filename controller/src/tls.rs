@@ -55,14 +55,14 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// These validities, lengthened by `threshold` where the threshold is at least as long:
-    /// a certificate that begins its life inside the renewal threshold would be renewed
-    /// again on every pass, rolling every pod each time. So a threshold raised past the
-    /// validity (to renew now, say) renews once, and the next renewal comes after about
-    /// the usual validity.
+    /// These validities, lengthened by `threshold` where the threshold is more than half as
+    /// long: a certificate renewed `validity - threshold` after it was made would roll every
+    /// pod that often (on every pass, once the threshold passes the validity). So a
+    /// threshold raised past the validity (to renew now, say) renews once, and the next
+    /// renewal comes after about the usual validity.
     pub fn outliving(&self, threshold: Duration) -> Self {
         let lengthen = |validity: Duration| {
-            if threshold >= validity {
+            if threshold.saturating_mul(2) > validity {
                 validity.saturating_add(threshold)
             } else {
                 validity
@@ -398,7 +398,10 @@ fn validity(now: i64, life: Duration) -> (time::OffsetDateTime, time::OffsetDate
         time::OffsetDateTime::from_unix_timestamp(seconds)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
     };
-    (at(now - 60), at(now.saturating_add(life.as_secs() as i64)))
+    // The last second X.509 can express; an absurd validity ends there, not wrapped round.
+    const LAST: i64 = 253_402_300_799;
+    let life = i64::try_from(life.as_secs()).unwrap_or(i64::MAX);
+    (at(now - 60), at(now.saturating_add(life).min(LAST)))
 }
 
 #[cfg(test)]

@@ -97,6 +97,21 @@ impl VaultKvKeyStore {
             },
             _ => return Err(refuse("set one of token, tokenPath or role".to_string())),
         };
+        // The login presents the controller's own ServiceAccount token: never in clear text
+        // across a network.
+        let loopback = base.host_str().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if matches!(auth, Auth::Kubernetes { .. }) && base.scheme() != "https" && !loopback {
+            return Err(refuse(
+                "Kubernetes auth sends the controller's ServiceAccount token: use an https \
+                 address"
+                    .to_string(),
+            ));
+        }
 
         let tls = system_tls_config().map_err(refuse)?;
         let http = reqwest::Client::builder()
@@ -384,5 +399,24 @@ mod tests {
         assert_eq!(split("/kv/data/"), Some(("kv".into(), String::new())));
         assert_eq!(split("kv/database"), Some(("kv".into(), "database".into())));
         assert_eq!(split(""), None);
+    }
+
+    #[test]
+    fn kubernetes_auth_never_sends_the_service_account_token_in_clear() {
+        let spec = |address: &str| vault_api::unseal::VaultKeyStore {
+            address: Some(address.to_string()),
+            unseal_keys_path: Some("secret/data/vault".to_string()),
+            role: Some("unsealer".to_string()),
+            ..Default::default()
+        };
+        let refused = VaultKvKeyStore::from_spec(&spec("http://vault.other:8200"));
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("use an https address"), "{message}");
+        for address in ["https://vault.other:8200", "http://127.0.0.1:8200"] {
+            assert!(
+                VaultKvKeyStore::from_spec(&spec(address)).is_ok(),
+                "{address}"
+            );
+        }
     }
 }

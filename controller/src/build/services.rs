@@ -223,23 +223,12 @@ pub(super) fn ingress(facts: &Facts<'_>) -> Option<Ingress> {
     })
 }
 
-/// True when `externalConfig.auth` enables the kubernetes auth method.
-fn kubernetes_auth(facts: &Facts<'_>) -> bool {
-    let auth = facts.vault.spec.external_config.0.get("auth");
-    auth.and_then(Value::as_array).is_some_and(|methods| {
-        methods
-            .iter()
-            .any(|method| method.get("type").and_then(Value::as_str) == Some("kubernetes"))
-    })
-}
-
 /// Binds the Vault ServiceAccount to `system:auth-delegator`, so kubernetes auth can
-/// review tokens. Cluster-scoped, so it carries labels instead of an owner reference and
-/// the controller removes it when the `Vault` goes.
+/// review tokens: those of `externalConfig`'s roles, and the controller's own, which it
+/// logs in with whether or not `externalConfig` names kubernetes auth. Cluster-scoped, so
+/// it carries labels instead of an owner reference and the controller removes it when the
+/// `Vault` goes.
 pub(super) fn auth_delegator(facts: &Facts<'_>) -> Option<ClusterRoleBinding> {
-    if !kubernetes_auth(facts) {
-        return None;
-    }
     let mut labels = facts.labels();
     labels.insert(NAMESPACE_LABEL.to_string(), facts.namespace.to_string());
     let service_account = facts

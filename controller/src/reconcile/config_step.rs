@@ -5,7 +5,7 @@
 //! hashes of items Vault cannot read back are kept in an annotation of the resource
 //! ([`AppliedHashes::ANNOTATION`]), so a restarted controller does not write them again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -135,11 +135,7 @@ pub async fn configure(
     if vault.spec.external_config.is_empty() {
         return ConfigObservation::NotConfigured;
     }
-    let key = format!(
-        "{}/{}",
-        vault.namespace().unwrap_or_default(),
-        vault.name_any()
-    );
+    let key = super::identity_step::memory_key(vault);
     let generation = vault.metadata.generation;
     // Before anything else: a pod restarting after a pass does not undo that pass.
     if !ctx
@@ -168,13 +164,15 @@ pub async fn configure(
     };
 
     let applied_hashes = applied_hashes(vault);
+    let hash_key = hash_key(store, vault).await;
     let options = ApplyOptions {
         applied_hashes: applied_hashes.clone(),
         // The annotation can be read by whoever reads the resource: keyed with the first
         // key share, its hashes cannot be checked against guessed passwords. The share
         // lives as long as Vault's data; tokens (the controller's own is renewed hourly)
         // would make every item with unreadable fields be written again at each change.
-        hash_key: hash_key(store, vault).await,
+        hash_key: hash_key.clone(),
+        environment: Some(template_environment(vault)),
         secret_values: Some(Arc::new(NamespaceSecrets(Api::namespaced(
             ctx.client.clone(),
             &vault.namespace().unwrap_or_default(),
@@ -185,15 +183,41 @@ pub async fn configure(
     let report = external::apply(&authed, &config, &options).await;
     ctx.config_memory.record(key, generation, &report);
     let hashes = report.applied_hashes();
-    if hashes != applied_hashes {
+    // Unkeyed hashes of passwords must not be shown to whoever reads the resource: without
+    // the key, items with unreadable fields are written again on each pass instead.
+    if hashes != applied_hashes && hash_key.is_some() {
         keep_hashes(ctx, vault, &hashes).await;
     }
     publish(ctx, vault, &report).await;
     ConfigObservation::Applied(report)
 }
 
+/// What `${env "NAME"}` reads in `externalConfig`: the literal values of the resource's
+/// `envsConfig` and `vaultEnvsConfig` (where Bank-Vaults' configurer found its variables),
+/// and where Vault reaches the Kubernetes API. Never the controller's own environment: it
+/// holds the key stores' cloud credentials, which a resource must not be able to read.
+// TODO(env from Secrets): `valueFrom` entries are left out.
+fn template_environment(vault: &Vault) -> BTreeMap<String, String> {
+    let mut environment: BTreeMap<String, String> =
+        ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
+            .into_iter()
+            .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+            .collect();
+    let declared = vault
+        .spec
+        .envs_config
+        .iter()
+        .chain(&vault.spec.vault_envs_config);
+    for variable in declared {
+        if let Some(value) = &variable.value {
+            environment.insert(variable.name.clone(), value.clone());
+        }
+    }
+    environment
+}
+
 /// The first unseal (or recovery) key share, which keys the hashes of applied inputs; none
-/// when the store cannot give it, and then the hashes are keyed by their item alone.
+/// when the store cannot give it, and then no hash is kept.
 async fn hash_key(store: &dyn KeyStore, vault: &Vault) -> Option<Secret> {
     let first = UnsealOptions::for_vault(vault).key_name(0);
     match store.get(&first).await {
@@ -286,6 +310,34 @@ async fn publish(ctx: &Context, vault: &Vault, report: &ApplyReport) {
 mod tests {
     use super::*;
     use crate::external::ItemReport;
+
+    #[test]
+    fn templates_read_the_resources_variables_never_the_controllers() {
+        let mut vault = Vault::new("vault", Default::default());
+        let literal = |name: &str, value: &str| k8s_openapi::api::core::v1::EnvVar {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            ..Default::default()
+        };
+        vault.spec.envs_config = vec![literal("ROOT_USERNAME", "admin")];
+        vault.spec.vault_envs_config = vec![
+            literal("REGION", "eu"),
+            k8s_openapi::api::core::v1::EnvVar {
+                name: "FROM_SECRET".to_string(),
+                ..Default::default()
+            },
+        ];
+        let environment = template_environment(&vault);
+        assert_eq!(
+            environment.get("ROOT_USERNAME").map(String::as_str),
+            Some("admin")
+        );
+        assert_eq!(environment.get("REGION").map(String::as_str), Some("eu"));
+        assert!(!environment.contains_key("FROM_SECRET"));
+        // Set in every process's environment, and not the resource's to read.
+        assert!(std::env::var("PATH").is_ok());
+        assert!(!environment.contains_key("PATH"));
+    }
 
     fn item(path: &str, outcome: Outcome) -> ItemReport {
         ItemReport {

@@ -62,6 +62,9 @@ struct Remembered {
     unstored_root: Option<Secret>,
     /// When setting up the role last failed.
     failed_at: Option<Instant>,
+    /// Whether the role's policy was compared with this controller's since it started: a
+    /// newer controller may need more than the one that set the role up.
+    policy_checked: bool,
     /// The last failure, for the condition.
     failure: Option<String>,
 }
@@ -84,6 +87,13 @@ impl IdentityMemory {
                 .filter(|(_, renew_at)| Instant::now() < *renew_at)
                 .map(|(token, _)| token.clone())
         })
+    }
+
+    /// A token that reads what only a token may (the Raft configuration): the role's, or
+    /// a root token from an initialisation that is not stored.
+    pub fn reading_token(&self, key: &str) -> Option<Secret> {
+        self.own_token(key)
+            .or_else(|| self.with(key, |entry| entry.unstored_root.clone()))
     }
 
     /// Forgets what is known of `key`, when its `Vault` is deleted.
@@ -109,16 +119,26 @@ pub fn memory_key(vault: &Vault) -> String {
 /// `storeRootToken: false` the root token is revoked once the controller's own login
 /// works, and a controller without a ServiceAccount token has no such login.
 pub fn cannot_initialise(ctx: &Context, options: &UnsealOptions) -> Option<String> {
-    if options.store_root_token || ctx.options.service_account_token.is_some() {
+    if options.store_root_token {
         return None;
     }
-    Some(
-        "unsealConfig.options.storeRootToken is false, so the controller must log in to \
-         Vault with its own ServiceAccount before the root token is revoked, and it runs \
-         without a ServiceAccount token: run it in the cluster, or give it \
-         --service-account-token-file, or set storeRootToken to true"
+    let why = match (&ctx.options.service_account_token, kubernetes_host()) {
+        (None, _) => {
+            "it runs without a ServiceAccount token (--service-account-token-file)".to_string()
+        }
+        (Some(file), Some(_)) => match file.read() {
+            Ok(_) => return None,
+            Err(error) => error,
+        },
+        (Some(_), None) => "it does not know where Vault reaches the Kubernetes API \
+                            (KUBERNETES_SERVICE_HOST is not set)"
             .to_string(),
-    )
+    };
+    Some(format!(
+        "unsealConfig.options.storeRootToken is false, so the controller must log in to \
+         Vault with its own ServiceAccount before the root token is revoked, and {why}: run \
+         it in the cluster, or set storeRootToken to true"
+    ))
 }
 
 /// The token to work with after `report`'s pass, setting up the controller's role when it
@@ -133,12 +153,24 @@ pub async fn operator_token(
 ) -> OperatorToken {
     let key = memory_key(vault);
     let memory = &ctx.identity_memory;
-    if let Some(root) = report.fresh_root_token.take()
-        && !options.store_root_token
-    {
-        memory.with(&key, |entry| entry.unstored_root = Some(root));
+    if let Some(root) = report.fresh_root_token.take() {
+        // A new Vault: a token of an earlier one under this key is worthless.
+        memory.with(&key, |entry| {
+            entry.own = None;
+            entry.policy_checked = false;
+            if !options.store_root_token {
+                entry.unstored_root = Some(root);
+            }
+        });
     }
+    let leader = report
+        .leader
+        .as_deref()
+        .and_then(|leader| cluster.pods.iter().find(|pod| pod.pod() == leader));
     if let Some(token) = memory.own_token(&key) {
+        if let Some(leader) = leader {
+            revoke_unstored_root(ctx, vault, leader, &key).await;
+        }
         return OperatorToken::Own(token);
     }
 
@@ -150,10 +182,6 @@ pub async fn operator_token(
         }
     };
     let root = stored_root.or_else(|| memory.with(&key, |entry| entry.unstored_root.clone()));
-    let leader = report
-        .leader
-        .as_deref()
-        .and_then(|leader| cluster.pods.iter().find(|pod| pod.pod() == leader));
     let (Some(file), Some(leader)) = (&ctx.options.service_account_token, leader) else {
         return root.map_or_else(
             || OperatorToken::Missing(missing_reason(memory, &key)),
@@ -163,9 +191,7 @@ pub async fn operator_token(
 
     match own_login(ctx, vault, leader, file, root.as_ref(), &key).await {
         Ok(token) => {
-            if let Some(unstored) = memory.with(&key, |entry| entry.unstored_root.take()) {
-                revoke(ctx, vault, leader, &unstored).await;
-            }
+            revoke_unstored_root(ctx, vault, leader, &key).await;
             OperatorToken::Own(token)
         }
         Err(failure) => {
@@ -244,6 +270,13 @@ async fn own_login(
         }
     };
 
+    if !memory.with(key, |entry| entry.policy_checked) {
+        match unseal::refresh_controller_policy(leader, &token, &identity).await {
+            Ok(()) => memory.with(key, |entry| entry.policy_checked = true),
+            Err(error) => warn!(%error, "checking the controller's policy"),
+        }
+    }
+
     // Log in again at four fifths of the token's life.
     let renew_at = Instant::now() + lifetime.mul_f32(0.8).max(Duration::from_secs(10));
     memory.with(key, |entry| {
@@ -254,26 +287,36 @@ async fn own_login(
     Ok(token)
 }
 
-async fn revoke(ctx: &Context, vault: &Vault, leader: &VaultPodClient, root: &Secret) {
+/// Revokes the root token of an initialisation that is not stored, once the controller's
+/// own login works. One that cannot be revoked is kept for the next pass: nobody else
+/// holds it to revoke it by hand.
+async fn revoke_unstored_root(ctx: &Context, vault: &Vault, leader: &VaultPodClient, key: &str) {
+    let memory = &ctx.identity_memory;
+    if let Some(unstored) = memory.with(key, |entry| entry.unstored_root.take())
+        && !revoke(ctx, vault, leader, &unstored).await
+    {
+        memory.with(key, |entry| entry.unstored_root = Some(unstored));
+    }
+}
+
+/// Revokes the unstored root token; whether that worked.
+async fn revoke(ctx: &Context, vault: &Vault, leader: &VaultPodClient, root: &Secret) -> bool {
     match unseal::revoke_root_token(leader, root).await {
         Ok(()) => {
             let note = "root token revoked (storeRootToken: false); the controller works with \
                         its own role";
             info!(note);
-            ctx.publish(
-                vault,
-                EventType::Normal,
-                "RootTokenRevoked",
-                note.to_string(),
-            )
-            .await;
+            let note = note.to_string();
+            ctx.publish(vault, EventType::Normal, "RootTokenRevoked", note)
+                .await;
+            true
         }
-        // The token is dropped either way: it is not stored and must not linger here.
         Err(error) => {
-            let note = format!("revoking the root token failed; revoke it by hand: {error}");
+            let note = format!("revoking the root token failed; trying again: {error}");
             warn!(%note);
             ctx.publish(vault, EventType::Warning, "RootTokenNotRevoked", note)
                 .await;
+            false
         }
     }
 }

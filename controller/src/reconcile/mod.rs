@@ -95,6 +95,8 @@ pub struct Context {
     pub config_memory: ConfigMemory,
     /// The controller's own tokens in each Vault.
     pub identity_memory: identity_step::IdentityMemory,
+    /// The key store of each Vault.
+    pub key_stores: vault_step::KeyStoreCache,
 }
 
 impl Context {
@@ -418,6 +420,7 @@ pub async fn run_with_metrics<F>(
         metrics,
         config_memory: ConfigMemory::default(),
         identity_memory: identity_step::IdentityMemory::default(),
+        key_stores: vault_step::KeyStoreCache::default(),
     });
 
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {

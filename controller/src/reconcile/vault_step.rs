@@ -5,7 +5,9 @@
 //! on a laptop or a CI host usually cannot (a pod address there would be sent to the default
 //! route). [`ControllerOptions::operate_vault`](super::ControllerOptions) switches it off.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -153,7 +155,7 @@ async fn unseal_pass(
     let name = vault.name_any();
     let namespace = vault.namespace().unwrap_or_default();
 
-    let store = match key_store(ctx, vault).await {
+    let store = match cached_key_store(ctx, vault).await {
         Ok(store) => store,
         Err(message) => return blocked("KeyStoreUnusable", message),
     };
@@ -201,7 +203,7 @@ async fn unseal_pass(
         // Without one, the stored root token reads the Raft configuration.
         token: ctx
             .identity_memory
-            .own_token(&identity_step::memory_key(vault)),
+            .reading_token(&identity_step::memory_key(vault)),
     };
 
     match unseal::reconcile(&cluster, store.as_ref(), &options).await {
@@ -231,6 +233,13 @@ async fn unseal_pass(
         }
         Err(error) => {
             let (reason, transient) = classify(&error);
+            if matches!(
+                error,
+                UnsealError::Store { .. } | UnsealError::KeyShare { .. }
+            ) {
+                // A store with a dead session or an expired login is made again.
+                ctx.key_stores.forget(&identity_step::memory_key(vault));
+            }
             // The message names pods, stores and steps; UnsealError never holds a key.
             let message = error.to_string();
             if transient {
@@ -245,9 +254,51 @@ async fn unseal_pass(
     }
 }
 
+/// The key stores made for each `Vault`, kept between passes: a store may log in (to
+/// another Vault) or fetch an OAuth token, which each pass would do again, leaving a token
+/// behind each time. A changed `unsealConfig` makes a new one, and so does a failed pass.
+#[derive(Default)]
+pub struct KeyStoreCache {
+    stores: Mutex<HashMap<String, KeptStore>>,
+}
+
+/// A store, and the `unsealConfig` (as JSON) it was made from.
+type KeptStore = (String, Arc<dyn KeyStore>);
+
+impl KeyStoreCache {
+    fn get(&self, key: &str, settings: &str) -> Option<Arc<dyn KeyStore>> {
+        let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        let (kept_for, store) = stores.get(key)?;
+        (kept_for == settings).then(|| store.clone())
+    }
+
+    fn keep(&self, key: String, settings: String, store: Arc<dyn KeyStore>) {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.insert(key, (settings, store));
+    }
+
+    /// Drops the store of `key`: its `Vault` is gone, or the store failed.
+    pub fn forget(&self, key: &str) {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.remove(key);
+    }
+}
+
+/// The key store of `vault`, from the cache or made anew.
+async fn cached_key_store(ctx: &Context, vault: &Vault) -> Result<Arc<dyn KeyStore>, String> {
+    let key = identity_step::memory_key(vault);
+    let settings = serde_json::to_string(&vault.spec.unseal_config).unwrap_or_default();
+    if let Some(store) = ctx.key_stores.get(&key, &settings) {
+        return Ok(store);
+    }
+    let store: Arc<dyn KeyStore> = Arc::from(key_store(ctx, vault).await?);
+    ctx.key_stores.keep(key, settings, store.clone());
+    Ok(store)
+}
+
 /// The key store `unsealConfig` names, or what is wrong with it. Cloud stores take their
 /// credentials and endpoints from the controller's environment, the usual way for each
-/// cloud; a store is made for each pass, so a changed credential file is read again.
+/// cloud.
 async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
     use vault_keystore::{
         AzureKeyVaultStore, GcsKeyStore, OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore,

@@ -21,8 +21,8 @@ pub const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccoun
 /// The policy of the controller's role: reading and removing Raft peers, and managing what
 /// `externalConfig` may declare (auth methods, secrets engines and their configuration,
 /// policies, identity groups, audit devices, plugins, startup secrets). `sudo` only where
-/// Vault requires it for those endpoints, so root-only endpoints such as `sys/raw` and
-/// `sys/generate-root` stay closed.
+/// Vault requires it for those endpoints. Since it may write policies, its own included,
+/// this login is as strong as a root token: guard the controller's ServiceAccount as such.
 pub const DEFAULT_POLICY: &str = r#"
 path "sys/storage/raft/configuration" { capabilities = ["read"] }
 path "sys/storage/raft/autopilot/state" { capabilities = ["read"] }
@@ -201,6 +201,34 @@ pub async fn setup_controller_identity(
     .await
     .map_err(|e| vault.error("writing the controller's role", e))?;
     info!(pod = %pod.pod(), role = %identity.role, "controller identity set up");
+    Ok(())
+}
+
+/// Rewrites the role's policy with `token`, the role's own, when it differs from
+/// `identity`'s: a newer controller may need paths an older one did not.
+pub async fn refresh_controller_policy(
+    pod: &VaultPodClient,
+    token: &Secret,
+    identity: &ControllerIdentity,
+) -> Result<(), UnsealError> {
+    let vault = pod.authed(token)?;
+    let path = format!("sys/policies/acl/{}", identity.role);
+    let held = vault
+        .request("reading the controller's policy", Method::GET, &path, None)
+        .await?;
+    if held["data"]["policy"].as_str() == Some(identity.policy.as_str()) {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "policy": identity.policy });
+    vault
+        .request(
+            "updating the controller's policy",
+            Method::POST,
+            &path,
+            Some(&body),
+        )
+        .await?;
+    info!(pod = %pod.pod(), role = %identity.role, "controller policy updated");
     Ok(())
 }
 

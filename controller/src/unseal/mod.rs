@@ -27,8 +27,8 @@ use vault_api::{Vault, VaultSpec};
 
 pub use identity::{
     AUTH_PATH as CONTROLLER_AUTH_PATH, ControllerIdentity, DEFAULT_POLICY, IN_CLUSTER_TOKEN,
-    ROLE as CONTROLLER_ROLE, ServiceAccountToken, login, revoke_root_token,
-    setup_controller_identity,
+    ROLE as CONTROLLER_ROLE, ServiceAccountToken, login, refresh_controller_policy,
+    revoke_root_token, setup_controller_identity,
 };
 pub use marker::{InitMarker, MarkerState};
 
@@ -674,6 +674,32 @@ pub async fn reconcile(
     }
     report.initialized = true;
 
+    // After an initialisation its root token must reach the caller even when the rest of
+    // the pass fails: unless stored, it exists nowhere else. The failure shows next pass.
+    let unsealed = unseal_and_join(cluster, store, options, &mut report).await;
+    match unsealed {
+        Err(error) if fresh_token.is_some() => {
+            warn!(vault = %cluster.name, %error, "unsealing after initialisation failed");
+        }
+        other => other?,
+    }
+
+    let token = match (&cluster.token, &fresh_token) {
+        (Some(token), _) | (None, Some(token)) => Some(token.clone()),
+        (None, None) => store.get(ROOT_TOKEN).await.ok().flatten(),
+    };
+    read_roles(cluster, token.as_ref(), &mut report).await;
+    report.fresh_root_token = fresh_token;
+    Ok(report)
+}
+
+/// Unseals every pod that is initialised, then joins and unseals the pods that are not.
+async fn unseal_and_join(
+    cluster: &Cluster,
+    store: &dyn KeyStore,
+    options: &UnsealOptions,
+    report: &mut Report,
+) -> Result<(), UnsealError> {
     // Unseal what is initialised first: a Raft node joins only an unsealed leader.
     for pod in &cluster.pods {
         match unseal_pod(pod, store, options).await {
@@ -687,16 +713,9 @@ pub async fn reconcile(
     }
 
     if cluster.raft {
-        join_raft_peers(cluster, store, options, &mut report).await?;
+        join_raft_peers(cluster, store, options, report).await?;
     }
-
-    let token = match (&cluster.token, &fresh_token) {
-        (Some(token), _) | (None, Some(token)) => Some(token.clone()),
-        (None, None) => store.get(ROOT_TOKEN).await.ok().flatten(),
-    };
-    read_roles(cluster, token.as_ref(), &mut report).await;
-    report.fresh_root_token = fresh_token;
-    Ok(report)
+    Ok(())
 }
 
 /// Joins every uninitialised pod to the first unsealed pod, then unseals it.
