@@ -153,13 +153,15 @@ pub struct VaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unseal_config: Option<UnsealConfig>,
 
-    /// Credentials for a cloud key store, read from a Secret and exposed to the operator as
-    /// an environment variable or a file.
+    /// Credentials for a cloud key store, read from a Secret and exposed to the Vault pods
+    /// as a file at `path` named by the variable `env`. The controller reads a Google
+    /// service account key from it; other clouds' credentials come from its own
+    /// environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_config: Option<CredentialsConfig>,
 
-    /// Environment variables of the Bank-Vaults sidecar. Accepted for compatibility; no
-    /// effect.
+    /// Environment variables of the Bank-Vaults sidecar. Here, with `vaultEnvsConfig`, what
+    /// `${env "NAME"}` in `externalConfig` reads (literal values only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub envs_config: Vec<EnvVar>,
 

@@ -56,7 +56,6 @@ const BANK_VAULTS_ONLY: &[&str] = &[
     "vaultConfigurerAnnotations",
     "vaultConfigurerLabels",
     "vaultConfigurerPodSpec",
-    "envsConfig",
     "secretInitsConfig",
 ];
 

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret as KubeSecret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
@@ -301,8 +301,8 @@ async fn cached_key_store(ctx: &Context, vault: &Vault) -> Result<Arc<dyn KeySto
 /// cloud.
 async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
     use vault_keystore::{
-        AzureKeyVaultStore, GcsKeyStore, OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore,
-        S3KeyStore, VaultKvKeyStore,
+        AzureKeyVaultStore, GcsKeyStore, GoogleConfig, GoogleCredentials, OciBucketKeyStore,
+        OssKeyStore, Pkcs11KeyStore, S3KeyStore, VaultKvKeyStore,
     };
 
     let unseal = vault.spec.unseal_config.clone().unwrap_or_default();
@@ -367,7 +367,13 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             UnsealConfig {
                 google: Some(spec), ..
             },
-        ) => Box::new(GcsKeyStore::from_spec(spec).await.map_err(|e| failed(&e))?),
+        ) => {
+            let mut config = GoogleConfig::from_env().await.map_err(|e| failed(&e))?;
+            if let Some(key) = google_service_account(ctx, vault).await? {
+                config.credentials = GoogleCredentials::ServiceAccount(key);
+            }
+            Box::new(GcsKeyStore::new(spec, config).map_err(|e| failed(&e))?)
+        }
         (
             KeyStoreKind::Azure,
             UnsealConfig {
@@ -377,6 +383,72 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
         (other, _) => return Err(format!("unsealConfig.{other}: the store has no settings")),
     };
     Ok(store)
+}
+
+/// The service account key that `credentialsConfig` names for a Google key store, as
+/// Bank-Vaults mounts it into its sidecar: the file `path` of the Secret `secretName` (the
+/// Secret's key is the file's name), here read from the `Vault`'s namespace. `None` when
+/// `credentialsConfig` names no Secret: the controller's own environment then decides.
+async fn google_service_account(
+    ctx: &Context,
+    vault: &Vault,
+) -> Result<Option<vault_keystore::ServiceAccountKey>, String> {
+    let Some(config) = &vault.spec.credentials_config else {
+        return Ok(None);
+    };
+    let Some(name) = config
+        .secret_name
+        .as_deref()
+        .filter(|name| !name.is_empty())
+    else {
+        return Ok(None);
+    };
+    let namespace = vault.namespace().unwrap_or_default();
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|error| format!("credentialsConfig: reading Secret {namespace}/{name}: {error}"))?
+        .ok_or_else(|| format!("credentialsConfig: Secret {namespace}/{name} does not exist"))?;
+    service_account_in(&secret, config.path.as_deref()).map(Some)
+}
+
+/// The service account key in `secret`, under the file name of `path`, or under its only
+/// key. Messages name the Secret and the key, never the content.
+fn service_account_in(
+    secret: &KubeSecret,
+    path: Option<&str>,
+) -> Result<vault_keystore::ServiceAccountKey, String> {
+    let name = secret.name_any();
+    let data = secret.data.clone().unwrap_or_default();
+    let file = path
+        .and_then(|path| path.rsplit('/').next())
+        .filter(|file| !file.is_empty());
+    let (key, bytes) = match file {
+        Some(file) => (file.to_string(), data.get(file)),
+        None if data.len() == 1 => match data.iter().next() {
+            Some((key, bytes)) => (key.clone(), Some(bytes)),
+            None => (String::new(), None),
+        },
+        None => (String::new(), None),
+    };
+    let bytes = bytes.ok_or_else(|| {
+        format!(
+            "credentialsConfig: Secret {name} has no key {key:?}: name the file in \
+             credentialsConfig.path"
+        )
+    })?;
+    let failed = |reason: String| format!("credentialsConfig: Secret {name} key {key}: {reason}");
+    // serde_json's messages give positions and field names, never values.
+    let account: vault_keystore::ServiceAccountKey =
+        serde_json::from_slice(&bytes.0).map_err(|error| failed(error.to_string()))?;
+    if account.kind != "service_account" {
+        return Err(failed(format!(
+            "credentials of type {:?}; only service_account keys are supported",
+            account.kind
+        )));
+    }
+    Ok(account)
 }
 
 /// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
@@ -623,6 +695,47 @@ mod tests {
         let mut vault = Vault::new("vault", Default::default());
         vault.metadata.generation = Some(4);
         vault
+    }
+
+    #[test]
+    fn a_google_service_account_is_read_from_the_credentials_secret() {
+        let key = serde_json::json!({
+            "type": "service_account",
+            "client_email": "unsealer@project.iam.gserviceaccount.com",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        });
+        let secret = |file: &str, content: String| KubeSecret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("gcp".to_string()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    file.to_string(),
+                    k8s_openapi::ByteString(content.into_bytes()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let mounted = secret("service-account.json", key.to_string());
+        let path = Some("/etc/gcp/service-account.json");
+        let account = service_account_in(&mounted, path);
+        assert_eq!(
+            account.map(|a| a.client_email),
+            Ok("unsealer@project.iam.gserviceaccount.com".to_string())
+        );
+        assert!(service_account_in(&mounted, None).is_ok(), "its only key");
+
+        let elsewhere = service_account_in(&mounted, Some("/etc/gcp/other.json"));
+        let message = elsewhere.err().unwrap_or_default();
+        assert!(message.contains("has no key \"other.json\""), "{message}");
+        let user = serde_json::json!({"type": "authorized_user", "client_email": "x",
+            "private_key": "hidden-value"});
+        let refused = service_account_in(&secret("key.json", user.to_string()), None);
+        let message = refused.err().unwrap_or_default();
+        assert!(message.contains("authorized_user"), "{message}");
+        assert!(!message.contains("hidden-value"), "{message}");
     }
 
     #[test]
