@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     fn config(value: Value) -> VaultConfig {
-        serde_json::from_value(value).unwrap_or_default()
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

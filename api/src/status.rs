@@ -241,7 +241,7 @@ mod tests {
                 {"type": "Healthy", "status": "False", "error": "sealed"},
             ],
         });
-        let status: VaultStatus = serde_json::from_value(written).unwrap_or_default();
+        let status: VaultStatus = serde_json::from_value(written).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status.nodes, ["vault-0", "vault-1"]);
         assert_eq!(status.leader, "vault-0");
         assert_eq!(status.conditions.len(), 2);
@@ -256,7 +256,7 @@ mod tests {
             "conditions": [{"status": "True"}, {"type": "Ready", "status": "True"}],
             "pods": [{"name": "vault-0", "sealed": "maybe", "raftRole": "learner"}],
         });
-        let status: VaultStatus = serde_json::from_value(written).unwrap_or_default();
+        let status: VaultStatus = serde_json::from_value(written).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status.leader, "");
         assert!(status.nodes.is_empty());
         assert_eq!(

@@ -68,7 +68,7 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (StatusCode
 }
 
 fn json_of(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_default()
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

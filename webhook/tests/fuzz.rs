@@ -273,7 +273,7 @@ fn a_deep_document_is_refused_not_overflowed() {
     let mut object = raft_vault();
     object["spec"]["config"]["deep"] =
         serde_json::from_str(&format!("{}{}", "[".repeat(110), "]".repeat(110)))
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("{e}"));
     let body = review("CREATE", Some(object), None).to_string();
     for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
         assert_eq!(answer(endpoint, body.as_bytes()).status, StatusCode::OK);

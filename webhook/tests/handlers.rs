@@ -440,7 +440,7 @@ fn status_updates_are_let_through() {
 fn the_response_answers_the_request() {
     let answer = answer(Endpoint::Validate, &create_body(raft_vault()));
     assert_eq!(answer.status, StatusCode::OK);
-    let body: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(body["kind"], "AdmissionReview");
     assert_eq!(
@@ -450,7 +450,7 @@ fn the_response_answers_the_request() {
     assert_eq!(body["response"]["allowed"], true);
 
     let answer = vault_webhook::server::answer(Endpoint::Mutate, &create_body(raft_vault()));
-    let body: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(body["response"]["patchType"], "JSONPatch");
     let patch = body["response"]["patch"].as_str().unwrap_or_default();
     let patch = base64::engine::general_purpose::STANDARD

@@ -152,8 +152,9 @@ fn every_shared_sample_builds_valid_objects() {
             let config = desired.raw_config.data.clone().unwrap_or_default();
             let config: serde_json::Value = config
                 .get(RAW_CONFIG_KEY)
-                .and_then(|bytes| serde_json::from_slice(&bytes.0).ok())
-                .unwrap_or_default();
+                .map(|bytes| serde_json::from_slice(&bytes.0))
+                .unwrap_or_else(|| panic!("no {RAW_CONFIG_KEY} for {}", file.display()))
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             assert!(config.get("listener").is_some(), "{}", file.display());
         }
     }

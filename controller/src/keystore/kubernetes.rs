@@ -251,7 +251,7 @@ mod tests {
             "metadata": {"name": "vault", "namespace": "ns"},
             "spec": spec,
         });
-        serde_json::from_value(object).unwrap_or_default()
+        serde_json::from_value(object).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

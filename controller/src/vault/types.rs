@@ -235,7 +235,7 @@ mod tests {
     use super::*;
 
     fn seal_status(value: serde_json::Value) -> SealStatus {
-        serde_json::from_value(value).unwrap_or_default()
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -92,7 +92,8 @@ async fn a_pod_uses_its_own_service_account_identity() {
           \"metadata\": {{\"name\": \"pods\", \"namespace\": \"{ns}\"}},
           \"rules\": [{{\"apiGroups\": [\"\"], \"resources\": [\"pods\"], \"verbs\": [\"list\"]}}]}}"
     );
-    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_str(&roles).unwrap_or_default();
+    let role: k8s_openapi::api::rbac::v1::Role =
+        serde_json::from_str(&roles).unwrap_or_else(|e| panic!("{e}"));
     Api::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &role)
         .await

@@ -95,6 +95,16 @@ impl Case {
         Ok(())
     }
 
+    /// `cr-raft.yaml` created as `create_sample` does, then waited on until three pods are
+    /// unsealed voting Raft peers. Returns the time from the creation.
+    pub async fn sample_until_voters(&self) -> Result<Duration, BoxError> {
+        let started = Instant::now();
+        self.create_sample().await?;
+        self.converged(3, FIRST_UNSEAL_WITHIN).await?;
+        self.all_voters(3, RECOVERY_WITHIN).await?;
+        Ok(started.elapsed())
+    }
+
     /// The shared `rbac.yaml` and `cr-raft.yaml`, moved into the namespace, applied, and
     /// waited on until three pods are unsealed with a leader and all vote.
     pub async fn start_sample(&self) -> Result<(), BoxError> {

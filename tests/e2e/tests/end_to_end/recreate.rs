@@ -3,13 +3,12 @@
 //! initialising anew.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, ListParams};
 
 use crate::BoxError;
-use crate::harness::{Case, FIRST_UNSEAL_WITHIN, RECOVERY_WITHIN, VAULT, measured};
+use crate::harness::{Case, RECOVERY_WITHIN, VAULT, measured};
 
 pub async fn run(case: &Case) -> Result<(), BoxError> {
     let ns = case.namespace.as_str();
@@ -44,14 +43,11 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
         return Err(format!("claims {claims_before:?} became {claims_after:?}").into());
     }
 
-    let started = Instant::now();
-    case.create_sample().await?;
-    case.converged(3, FIRST_UNSEAL_WITHIN).await?;
-    case.all_voters(3, RECOVERY_WITHIN).await?;
+    let took = case.sample_until_voters().await?;
     measured(
         ns,
         "re-created: the kept data unsealed with the kept keys, three voters",
-        started.elapsed(),
+        took,
     );
     // Unsealed with the same keys and token: not initialised again.
     let again = secrets.get(&keys_name).await?;

@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     fn service(value: serde_json::Value) -> Arc<Service> {
-        Arc::new(serde_json::from_value(value).unwrap_or_default())
+        Arc::new(serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn slice(value: serde_json::Value) -> Arc<EndpointSlice> {
