@@ -362,8 +362,8 @@ fn volumes(facts: &Facts<'_>) -> Vec<Volume> {
     if facts.tls {
         volumes.push(match &spec.existing_tls_secret_name {
             Some(existing) => secret("vault-tls", existing.clone(), false),
-            // TODO(issue 7: generate the certificate). Optional until then, so the pods
-            // start and pick the certificate up when the Secret appears.
+            // The controller writes this Secret before the StatefulSet. Optional, so that
+            // a pod started while someone had deleted it takes it up when it comes back.
             None => secret("vault-tls", defaults::tls_secret_name(facts.name), true),
         });
     }

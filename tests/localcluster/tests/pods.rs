@@ -335,6 +335,21 @@ fn pod_processes(layout: &Layout, pods: &[Pod]) -> Vec<u32> {
         .collect()
 }
 
+/// The processes of `pods` once all four have started: a pod is Running as soon as its
+/// first process exists, and the shell forks its two sleeps a moment later.
+async fn all_pod_processes(layout: &Layout, pods: &[Pod]) -> Vec<u32> {
+    let (processes, _) = eventually(
+        "sh, its two sleeps and the plain sleep",
+        Duration::from_secs(10),
+        || async {
+            let processes = pod_processes(layout, pods);
+            (processes.len() >= 4).then_some(processes)
+        },
+    )
+    .await;
+    processes
+}
+
 /// Creates the pods the crash test kills and waits until they run; returns them.
 async fn start_pods(pods: &Api<Pod>, previous: &[Pod]) -> Vec<Pod> {
     for (name, command) in [
@@ -386,7 +401,7 @@ async fn after_the_agent_is_killed_up_and_down_leave_no_pod_behind() {
     let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
 
     let running = start_pods(&pods, &[]).await;
-    let processes = pod_processes(&layout, &running);
+    let processes = all_pod_processes(&layout, &running).await;
     let shell = running
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some("shell"))
@@ -409,8 +424,7 @@ async fn after_the_agent_is_killed_up_and_down_leave_no_pod_behind() {
     // The new agent runs the pods again; this time `down` follows the crash.
     let pods: Api<Pod> = Api::namespaced(again.client(), "default");
     let running = start_pods(&pods, &running).await;
-    let processes = pod_processes(&layout, &running);
-    assert!(processes.len() >= 4, "{processes:?}");
+    let processes = all_pod_processes(&layout, &running).await;
     kill_agent(&layout).await;
     let stopped = cluster.down().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("down stopped {stopped:?}");
