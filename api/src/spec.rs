@@ -154,9 +154,10 @@ pub struct VaultSpec {
     pub unseal_config: Option<UnsealConfig>,
 
     /// Credentials for a cloud key store, read from a Secret and exposed to the Vault pods
-    /// as a file at `path` named by the variable `env`. The controller reads a Google
-    /// service account key from it; other clouds' credentials come from its own
-    /// environment.
+    /// as a file at `path` named by the variable `env`. The controller reads the same file
+    /// for the key store: an AWS shared credentials file (its default profile), a Google
+    /// service account key or an Azure SDK auth file. Without it, a store's credentials
+    /// come from the controller's own environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_config: Option<CredentialsConfig>,
 

@@ -17,9 +17,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_kms::primitives::Blob;
+use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -70,6 +74,16 @@ impl S3KeyStore {
     /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_KMS`). With an S3
     /// endpoint set, objects are addressed by path, as S3-compatible servers expect.
     pub async fn from_spec(spec: &vault_api::unseal::AwsKeyStore) -> Result<Self, KeyStoreError> {
+        Self::with_credentials_file(spec, None).await
+    }
+
+    /// The store `spec` describes, with the default profile of `credentials`, the content of
+    /// a shared credentials file (`credentialsConfig` names one, as Bank-Vaults mounts it with
+    /// `AWS_SHARED_CREDENTIALS_FILE`), in place of the credentials of the environment.
+    pub async fn with_credentials_file(
+        spec: &vault_api::unseal::AwsKeyStore,
+        credentials: Option<&Secret>,
+    ) -> Result<Self, KeyStoreError> {
         let plans = plan(spec).map_err(|reason| KeyStoreError::Backend {
             store: "AWS key store".to_string(),
             operation: "configuring",
@@ -77,10 +91,7 @@ impl S3KeyStore {
             reason,
         })?;
 
-        // The SDK's own HTTPS client is built on aws-lc; this one is rustls on ring.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http = https();
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
             .build();
@@ -90,12 +101,14 @@ impl S3KeyStore {
 
         // One configuration, so one credentials chain and cache; each client has its region.
         let first_region = plans.first().map(|plan| plan.s3_region.clone());
-        let shared = aws_config::defaults(BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(first_region.map(Region::new))
-            .http_client(http)
-            .timeout_config(timeouts)
-            .load()
-            .await;
+            .http_client(http.clone())
+            .timeout_config(timeouts);
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(file_credentials(credentials, http.clone()));
+        }
+        let shared = loader.load().await;
 
         let mut locations = Vec::with_capacity(plans.len());
         for plan in plans {
@@ -452,11 +465,57 @@ fn combined(operation: &'static str, key: &str, mut failures: Vec<KeyStoreError>
     }
 }
 
+/// An HTTPS client for the SDK: its own is built on aws-lc; this one is rustls on ring.
+fn https() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The default profile of a shared credentials file's content, and nothing else: not the
+/// environment's keys, nor the files in the home folder.
+fn file_credentials(content: &Secret, http: SharedHttpClient) -> ProfileFileCredentialsProvider {
+    let files = EnvConfigFiles::builder()
+        .include_default_config_file(false)
+        .include_default_credentials_file(false)
+        .with_contents(EnvConfigFileKind::Credentials, content.expose())
+        .build();
+    // The client serves a profile that assumes a role; a plain key pair needs none.
+    let provider = ProviderConfig::without_region().with_http_client(http);
+    ProfileFileCredentialsProvider::builder()
+        .configure(&provider)
+        .profile_files(files)
+        .profile_name("default")
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
+    use aws_sdk_s3::config::ProvideCredentials;
     use vault_api::unseal::AwsKeyStore;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_credentials_file_gives_the_keys_of_its_default_profile() {
+        let file = Secret::from(
+            "[other]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = other\n\n\
+             [default]\naws_access_key_id = AKIAFROMFILE\naws_secret_access_key = file-secret\n",
+        );
+        let credentials = file_credentials(&file, https())
+            .provide_credentials()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(credentials.access_key_id(), "AKIAFROMFILE");
+        assert_eq!(credentials.secret_access_key(), "file-secret");
+
+        let other_only = Secret::from("[other]\naws_access_key_id = x\n");
+        let empty = file_credentials(&other_only, https());
+        assert!(
+            empty.provide_credentials().await.is_err(),
+            "no default profile"
+        );
+    }
 
     fn spec() -> AwsKeyStore {
         AwsKeyStore {

@@ -14,6 +14,8 @@
 //! - `AZURE_TENANT_ID` and `AZURE_CLIENT_ID`, with `AZURE_CLIENT_SECRET` (a service
 //!   principal) or `AZURE_FEDERATED_TOKEN_FILE` (AKS workload identity); with neither, the
 //!   node's managed identity (`AZURE_CLIENT_ID`, if set, picks a user-assigned one).
+//! - Or an SDK auth file (`az ad sp create-for-rbac --sdk-auth`, which Bank-Vaults reads
+//!   from `AZURE_AUTH_LOCATION`), given to [`AzureCredentials::from_auth_file`].
 //! - `AZURE_AUTHORITY_HOST`: the identity platform, by default
 //!   `https://login.microsoftonline.com` (read by the SDK).
 //! - `AZURE_KEYVAULT_URL`: the vault at this URL instead of
@@ -70,6 +72,32 @@ pub enum AzureCredentials {
         /// A user-assigned identity's client ID; `None` for the system-assigned one.
         client_id: Option<String>,
     },
+}
+
+impl AzureCredentials {
+    /// The service principal of an SDK auth file's `content` (JSON with `clientId`,
+    /// `clientSecret` and `tenantId`). `source` names the file in errors, which never
+    /// quote its content.
+    pub fn from_auth_file(content: &[u8], source: &str) -> Result<Self, SetupError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct AuthFile {
+            client_id: String,
+            client_secret: Secret,
+            tenant_id: String,
+        }
+
+        let file: AuthFile =
+            serde_json::from_slice(content).map_err(|error| SetupError::Credentials {
+                source_name: source.to_string(),
+                reason: format!("not an Azure SDK auth file: {}", crate::json_error(&error)),
+            })?;
+        Ok(Self::ClientSecret {
+            tenant_id: file.tenant_id,
+            client_id: file.client_id,
+            client_secret: file.client_secret,
+        })
+    }
 }
 
 /// Where the store finds Key Vault and how it authenticates.
@@ -411,6 +439,43 @@ impl KeyStore for AzureKeyVaultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sdk_auth_file_gives_a_service_principal() {
+        let file = br#"{"clientId": "app-1", "clientSecret": "hidden-secret",
+            "subscriptionId": "sub", "tenantId": "tenant-1",
+            "activeDirectoryEndpointUrl": "https://login.microsoftonline.com"}"#;
+        let credentials = AzureCredentials::from_auth_file(file, "Secret vault/azure-cred");
+        let Ok(AzureCredentials::ClientSecret {
+            tenant_id,
+            client_id,
+            client_secret,
+        }) = credentials
+        else {
+            panic!("{credentials:?}");
+        };
+        assert_eq!(
+            (tenant_id.as_str(), client_id.as_str()),
+            ("tenant-1", "app-1")
+        );
+        assert_eq!(client_secret.expose(), "hidden-secret");
+
+        let wrong = br#"{"clientId": "app-1", "clientSecret": 7, "tenantId": "t"}"#;
+        let message = AzureCredentials::from_auth_file(wrong, "Secret vault/azure-cred")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("Secret vault/azure-cred"), "{message}");
+        let missing = br#"{"clientId": "app-1", "tenantId": "t"}"#;
+        let message = AzureCredentials::from_auth_file(missing, "Secret vault/azure-cred")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("missing field `clientSecret`"),
+            "{message}"
+        );
+    }
 
     fn environment(name: &str) -> Option<String> {
         match name {
