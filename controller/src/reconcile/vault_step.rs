@@ -83,6 +83,7 @@ impl VaultObservation {
             k8s_openapi::jiff::Timestamp::now(),
         );
         let generation = vault.metadata.generation;
+        let was_initialised = status.is_true(INITIALIZED);
         let mut set = |type_, ok, reason, message: &str| {
             let update = ConditionUpdate {
                 type_,
@@ -102,7 +103,12 @@ impl VaultObservation {
                 "waiting for the Vault pods to run",
             ),
             Self::Blocked { reason, message } => {
-                set(INITIALIZED, false, reason, message);
+                // A pass that stops short, as when every pod restarts at once, says
+                // nothing new about initialisation; and once it is known, the next pass
+                // must not wait for pod 0 to run before unsealing the others.
+                if !was_initialised {
+                    set(INITIALIZED, false, reason, message);
+                }
                 set(UNSEALED, false, reason, message);
             }
             Self::Observed(report) => {
@@ -298,11 +304,13 @@ async fn cached_key_store(ctx: &Context, vault: &Vault) -> Result<Arc<dyn KeySto
 
 /// The key store `unsealConfig` names, or what is wrong with it. Cloud stores take their
 /// credentials and endpoints from the controller's environment, the usual way for each
-/// cloud.
+/// cloud, or their credentials from the file `credentialsConfig` names: an AWS shared
+/// credentials file, a Google service account key or an Azure SDK auth file.
 async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, String> {
     use vault_keystore::{
-        AzureKeyVaultStore, GcsKeyStore, GoogleConfig, GoogleCredentials, OciBucketKeyStore,
-        OssKeyStore, Pkcs11KeyStore, S3KeyStore, VaultKvKeyStore,
+        AzureConfig, AzureCredentials, AzureKeyVaultStore, GcsKeyStore, GoogleConfig,
+        GoogleCredentials, OciBucketKeyStore, OssKeyStore, Pkcs11KeyStore, S3KeyStore,
+        VaultKvKeyStore,
     };
 
     let unseal = vault.spec.unseal_config.clone().unwrap_or_default();
@@ -322,7 +330,14 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             UnsealConfig {
                 aws: Some(spec), ..
             },
-        ) => Box::new(S3KeyStore::from_spec(spec).await.map_err(|e| failed(&e))?),
+        ) => {
+            let file = match credentials_secret(ctx, vault).await? {
+                Some((secret, path)) => Some(credentials_file(&secret, path.as_deref())?.1),
+                None => None,
+            };
+            let store = S3KeyStore::with_credentials_file(spec, file.as_ref()).await;
+            Box::new(store.map_err(|e| failed(&e))?)
+        }
         (
             KeyStoreKind::Vault,
             UnsealConfig {
@@ -369,7 +384,8 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             },
         ) => {
             let mut config = GoogleConfig::from_env().await.map_err(|e| failed(&e))?;
-            if let Some(key) = google_service_account(ctx, vault).await? {
+            if let Some((secret, path)) = credentials_secret(ctx, vault).await? {
+                let key = service_account_in(&secret, path.as_deref())?;
                 config.credentials = GoogleCredentials::ServiceAccount(key);
             }
             Box::new(GcsKeyStore::new(spec, config).map_err(|e| failed(&e))?)
@@ -379,20 +395,28 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             UnsealConfig {
                 azure: Some(spec), ..
             },
-        ) => Box::new(AzureKeyVaultStore::from_spec(spec).map_err(|e| failed(&e))?),
+        ) => {
+            let mut config = AzureConfig::from_env().map_err(|e| failed(&e))?;
+            if let Some((secret, path)) = credentials_secret(ctx, vault).await? {
+                let (source, content) = credentials_file(&secret, path.as_deref())?;
+                config.credentials =
+                    AzureCredentials::from_auth_file(content.expose().as_bytes(), &source)
+                        .map_err(|e| failed(&e))?;
+            }
+            Box::new(AzureKeyVaultStore::new(spec, config).map_err(|e| failed(&e))?)
+        }
         (other, _) => return Err(format!("unsealConfig.{other}: the store has no settings")),
     };
     Ok(store)
 }
 
-/// The service account key that `credentialsConfig` names for a Google key store, as
-/// Bank-Vaults mounts it into its sidecar: the file `path` of the Secret `secretName` (the
-/// Secret's key is the file's name), here read from the `Vault`'s namespace. `None` when
-/// `credentialsConfig` names no Secret: the controller's own environment then decides.
-async fn google_service_account(
+/// The Secret `credentialsConfig` names, from the `Vault`'s namespace, with the path it is
+/// mounted at. `None` when `credentialsConfig` names no Secret: the controller's own
+/// environment then decides.
+async fn credentials_secret(
     ctx: &Context,
     vault: &Vault,
-) -> Result<Option<vault_keystore::ServiceAccountKey>, String> {
+) -> Result<Option<(KubeSecret, Option<String>)>, String> {
     let Some(config) = &vault.spec.credentials_config else {
         return Ok(None);
     };
@@ -410,15 +434,13 @@ async fn google_service_account(
         .await
         .map_err(|error| format!("credentialsConfig: reading Secret {namespace}/{name}: {error}"))?
         .ok_or_else(|| format!("credentialsConfig: Secret {namespace}/{name} does not exist"))?;
-    service_account_in(&secret, config.path.as_deref()).map(Some)
+    Ok(Some((secret, config.path.clone())))
 }
 
-/// The service account key in `secret`, under the file name of `path`, or under its only
-/// key. Messages name the Secret and the key, never the content.
-fn service_account_in(
-    secret: &KubeSecret,
-    path: Option<&str>,
-) -> Result<vault_keystore::ServiceAccountKey, String> {
+/// The credentials file in `secret` mounted at `path`, as Bank-Vaults mounts it into its
+/// unsealer: the Secret's key named as the file of `path`, or its only key. Returns where
+/// it was found, for messages, and its content, which messages never quote.
+fn credentials_file(secret: &KubeSecret, path: Option<&str>) -> Result<(String, Secret), String> {
     let name = secret.name_any();
     let data = secret.data.clone().unwrap_or_default();
     let file = path
@@ -438,10 +460,21 @@ fn service_account_in(
              credentialsConfig.path"
         )
     })?;
-    let failed = |reason: String| format!("credentialsConfig: Secret {name} key {key}: {reason}");
-    // serde_json's messages give positions and field names, never values.
-    let account: vault_keystore::ServiceAccountKey =
-        serde_json::from_slice(&bytes.0).map_err(|error| failed(error.to_string()))?;
+    let source = format!("credentialsConfig: Secret {name} key {key}");
+    let content =
+        Secret::from_bytes(bytes.0.clone()).ok_or_else(|| format!("{source}: not text"))?;
+    Ok((source, content))
+}
+
+/// The Google service account key in `secret` (see [`credentials_file`]).
+fn service_account_in(
+    secret: &KubeSecret,
+    path: Option<&str>,
+) -> Result<vault_keystore::ServiceAccountKey, String> {
+    let (source, content) = credentials_file(secret, path)?;
+    let failed = |reason: String| format!("{source}: {reason}");
+    let account: vault_keystore::ServiceAccountKey = serde_json::from_str(content.expose())
+        .map_err(|error| failed(vault_keystore::json_error(&error)))?;
     if account.kind != "service_account" {
         return Err(failed(format!(
             "credentials of type {:?}; only service_account keys are supported",
@@ -451,7 +484,6 @@ fn service_account_in(
     Ok(account)
 }
 
-/// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
 /// A Vault pod whose container runs.
 struct RunningPod {
     name: String,
@@ -460,6 +492,7 @@ struct RunningPod {
     active: Option<String>,
 }
 
+/// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
 async fn running_pods(
     ctx: &Context,
     namespace: &str,
@@ -809,6 +842,29 @@ mod tests {
             assert_eq!(condition.reason.as_deref(), Some("KeyStoreUnusable"));
         }
         assert!(blocked.settled(false));
+    }
+
+    #[test]
+    fn a_blocked_pass_keeps_initialised_once_vault_was() {
+        let mut status = VaultStatus::default();
+        let report = Report {
+            initialized: true,
+            pods: vec![pod("vault-0", false)],
+            leader: Some("vault-0".to_string()),
+            ..Report::default()
+        };
+        VaultObservation::Observed(report).apply_to(&mut status, &vault());
+
+        // Every pod restarting at once: none answers.
+        let blocked = VaultObservation::Blocked {
+            reason: "WaitingForVault",
+            message: "no Vault pod answered".to_string(),
+        };
+        blocked.apply_to(&mut status, &vault());
+        assert!(status.is_true(INITIALIZED), "{:?}", status.conditions);
+        let unsealed = status.condition(UNSEALED).cloned().unwrap_or_default();
+        assert_eq!(unsealed.status, "False");
+        assert_eq!(unsealed.reason.as_deref(), Some("WaitingForVault"));
     }
 
     #[test]
