@@ -171,3 +171,81 @@ async fn identity_set_up_and_root_token_revoked_when_not_stored() -> Result<(), 
     assert_no_secret(&servers.logs(), &secrets, "the server's log")?;
     Ok(())
 }
+
+/// A store whose writes of unseal keys fail a number of times, as one behind an API server
+/// that restarts right after Vault answered `sys/init`.
+struct StumblingStore {
+    inner: MemoryKeyStore,
+    failures_left: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl KeyStore for StumblingStore {
+    fn describe(&self) -> String {
+        "a store that stumbles".to_string()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Secret>, keystore::KeyStoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &Secret) -> Result<(), keystore::KeyStoreError> {
+        use std::sync::atomic::Ordering;
+        let stumbles = key.starts_with("vault-unseal-")
+            && self
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if stumbles {
+            return Err(keystore::KeyStoreError::Backend {
+                store: self.describe(),
+                operation: "writing",
+                key: key.to_string(),
+                reason: "the API server is restarting".to_string(),
+            });
+        }
+        self.inner.set(key, value).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, keystore::KeyStoreError> {
+        self.inner.list().await
+    }
+}
+
+#[tokio::test]
+async fn the_init_answer_outlasts_a_store_failing_longer_than_ordinary_retries()
+-> Result<(), BoxError> {
+    let servers = TestCluster::start("stumbling", 1, 28740)?;
+    let cluster = servers.cluster()?;
+    let store = StumblingStore {
+        inner: MemoryKeyStore::default(),
+        failures_left: 6.into(),
+    };
+    // Ordinary writes give up after two attempts; the init answer's after eight.
+    let options = UnsealOptions {
+        retry: quick_retry(),
+        retry_after_init: Retry {
+            attempts: 8,
+            backoff: Duration::from_millis(10),
+        },
+        ..UnsealOptions::default()
+    };
+
+    let outcome = unseal::ensure_initialized(&cluster, &store, &options).await?;
+    assert!(
+        matches!(outcome, InitOutcome::Initialized { .. }),
+        "{outcome:?}"
+    );
+    for index in 0..options.shares {
+        let name = keystore::unseal_key(index);
+        assert!(store.get(&name).await?.is_some(), "{name} not stored");
+    }
+    assert_eq!(
+        store
+            .failures_left
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the store never failed: the test proves nothing"
+    );
+    Ok(())
+}

@@ -54,7 +54,17 @@ pub struct UnsealOptions {
     pub store_root_token: bool,
     /// Retries of each key-store write.
     pub retry: Retry,
+    /// Retries of the writes of Vault's init answer, longer than `retry`: until they are
+    /// stored the keys exist only in this process, and giving up loses them.
+    pub retry_after_init: Retry,
 }
+
+/// Nine attempts, waits doubling from half a second: about two minutes of a key store that
+/// fails, such as an API server restarting, before the keys of a fresh Vault are given up.
+const RETRY_AFTER_INIT: Retry = Retry {
+    attempts: 9,
+    backoff: Duration::from_millis(500),
+};
 
 impl Default for UnsealOptions {
     fn default() -> Self {
@@ -90,6 +100,7 @@ impl UnsealOptions {
             pre_flight_checks: options.pre_flight_checks.unwrap_or(true),
             store_root_token: options.store_root_token.unwrap_or(true),
             retry: Retry::default(),
+            retry_after_init: RETRY_AFTER_INIT,
         }
     }
 
@@ -485,15 +496,25 @@ async fn initialize(
         });
     }
     for (index, share) in (0..).zip(shares) {
-        write_verified(store, &options.key_name(index), share, options.retry)
-            .await
-            .map_err(store_error("storing a key share"))?;
+        write_verified(
+            store,
+            &options.key_name(index),
+            share,
+            options.retry_after_init,
+        )
+        .await
+        .map_err(store_error("storing a key share"))?;
         crash::reached(CrashPoint::BetweenKeyWrites);
     }
     if options.store_root_token {
-        write_verified(store, ROOT_TOKEN, &response.root_token, options.retry)
-            .await
-            .map_err(store_error("storing the root token"))?;
+        write_verified(
+            store,
+            ROOT_TOKEN,
+            &response.root_token,
+            options.retry_after_init,
+        )
+        .await
+        .map_err(store_error("storing the root token"))?;
     }
     crash::reached(CrashPoint::AfterRootToken);
 
