@@ -97,9 +97,8 @@ async fn read_service_account(path: &str) -> Result<ServiceAccountKey, SetupErro
             .await
             .map_err(|error| failed(error.to_string()))?,
     );
-    // serde_json's message quotes no values, only positions and field names.
     let key: ServiceAccountKey =
-        serde_json::from_str(&text).map_err(|error| failed(error.to_string()))?;
+        serde_json::from_str(&text).map_err(|error| failed(crate::json_error(&error)))?;
     if key.kind != "service_account" {
         return Err(failed(format!(
             "credentials of type {:?} are not supported, only service_account",

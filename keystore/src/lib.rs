@@ -37,6 +37,27 @@ pub use oci::{OciBucketKeyStore, OciConfig};
 pub use secret::Secret;
 pub use vault_store::{VaultKvKeyStore, vaultrs_client};
 
+/// What is wrong with a JSON document, in words that never quote a value from it: serde_json
+/// quotes the string it found where another type was expected, and that string may be a
+/// private key or a decrypted value. Messages about fields, which quote only field names,
+/// are kept.
+pub fn json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+
+    let message = error.to_string();
+    let about_a_field = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|start| message.starts_with(start));
+    let what = match error.classify() {
+        Category::Data if about_a_field => return message,
+        Category::Io => "could not be read",
+        Category::Syntax => "is not valid JSON",
+        Category::Data => "holds a value of the wrong type or form",
+        Category::Eof => "ends too early",
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
+}
+
 /// Name of the root token.
 pub const ROOT_TOKEN: &str = "vault-root";
 /// Name of the value written and read back by the pre-flight check.
@@ -186,6 +207,37 @@ pub async fn read_back(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_quote_field_names_but_no_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Key {
+            private_key: u32,
+            client_email: String,
+        }
+        let wrong_type = serde_json::from_str::<Key>(r#"{"private_key": "hidden-pem"}"#);
+        let message = wrong_type
+            .map_err(|e| json_error(&e))
+            .err()
+            .unwrap_or_default();
+        assert!(!message.contains("hidden-pem"), "{message}");
+        assert!(message.contains("line 1, column"), "{message}");
+
+        let missing = serde_json::from_str::<Key>(r#"{"private_key": 1}"#);
+        let message = missing
+            .map_err(|e| json_error(&e))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("missing field `client_email`"),
+            "{message}"
+        );
+
+        let broken = serde_json::from_str::<Key>(r#"{"private_key": hidden"#);
+        let message = broken.map_err(|e| json_error(&e)).err().unwrap_or_default();
+        assert!(message.starts_with("is not valid JSON"), "{message}");
+    }
 
     #[test]
     fn key_names() {

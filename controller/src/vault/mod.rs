@@ -58,7 +58,7 @@ pub enum VaultError {
         reason: String,
     },
     /// The request did not get an answer.
-    #[error("{operation} on pod {pod}: {source}")]
+    #[error("{operation} on pod {pod}: {}", with_causes(source))]
     Transport {
         /// The pod.
         pod: String,
@@ -634,10 +634,22 @@ impl VaultPodClient {
         serde_json::from_slice(&bytes).map_err(|error| VaultError::Decode {
             pod: self.endpoint.pod.clone(),
             operation,
-            // serde_json's message names the line and column, never the value.
-            reason: error.to_string(),
+            reason: vault_keystore::json_error(&error),
         })
     }
+}
+
+/// `error` and what caused it, such as a refused connection or a timeout, which reqwest's
+/// own message ("error sending request") leaves out.
+fn with_causes(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 /// Vault's `errors` list from an error answer. Vault's error messages never echo a key.

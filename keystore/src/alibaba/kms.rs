@@ -86,9 +86,9 @@ impl Kms {
             .body(form.as_bytes().to_vec());
         let answer = Answer::exchange(&call, request, "x-acs-request-id").await?;
         if answer.is_success() {
-            // serde_json's message names the place in the body, never a value.
-            return serde_json::from_slice(&answer.body)
-                .map_err(|error| format!("{call}: unexpected answer: {error}"));
+            return serde_json::from_slice(&answer.body).map_err(|error| {
+                format!("{call}: unexpected answer: {}", crate::json_error(&error))
+            });
         }
 
         let error: ErrorBody = serde_json::from_slice(&answer.body).unwrap_or_default();

@@ -220,7 +220,7 @@ impl OciBucketKeyStore {
             return Err(failure(&answer, &call));
         }
         serde_json::from_slice(&answer.body)
-            .map_err(|error| format!("{call}: unexpected answer: {error}"))
+            .map_err(|error| format!("{call}: unexpected answer: {}", crate::json_error(&error)))
     }
 
     fn error(&self, operation: &'static str, key: &str, reason: String) -> KeyStoreError {
@@ -339,8 +339,9 @@ impl KeyStore for OciBucketKeyStore {
                 if !answer.is_success() {
                     return Err(failure(&answer, call));
                 }
-                serde_json::from_slice::<ObjectList>(&answer.body)
-                    .map_err(|error| format!("{call}: unexpected answer: {error}"))
+                serde_json::from_slice::<ObjectList>(&answer.body).map_err(|error| {
+                    format!("{call}: unexpected answer: {}", crate::json_error(&error))
+                })
             };
             let page = page
                 .await
