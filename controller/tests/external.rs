@@ -755,10 +755,10 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
             "auth[userpass].users[keep]",
             "auth[approle]",
             "auth[approle].roles[app]",
-            "policies[reader]",
             "groups[admins]",
             "groups[devs]",
             "group-aliases[ldap-admins]",
+            "policies[reader]",
         ],
         "{first}"
     );

@@ -4,11 +4,11 @@
 //! manual change puts the configuration back.
 //!
 //! The schema is Bank-Vaults' (`../shared/samples/bank-vaults/external-config-reference.yml`).
-//! Sections are applied in dependency order: plugins (auth methods and engines may run
-//! them), auth methods (policies name their accessors), policies, secrets engines, startup
-//! secrets (written into the engines), audit devices, identity groups and their aliases
-//! (which name auth mounts); then, with `purgeUnmanagedConfig`, what the configuration does
-//! not name is removed. Every item is reported on its own, by its path in the
+//! Sections are applied in dependency order: audit devices (so that they record the rest),
+//! plugins (auth methods and engines may run them), auth methods (policies and group
+//! aliases name their accessors), identity groups and their aliases, policies, secrets
+//! engines, startup secrets (written into the engines); then, with `purgeUnmanagedConfig`,
+//! what the configuration does not name is removed. Every item is reported on its own, by its path in the
 //! configuration (`auth[kubernetes].roles[default]`); one that fails does not stop the
 //! others.
 //!
@@ -121,7 +121,15 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
         report: ApplyReport::default(),
     };
 
-    // Plugins first: auth methods and engines may run them.
+    // Audit devices first, so that they record the rest of the pass. Asked only when
+    // needed: OpenBao takes audit devices from its configuration only.
+    let flavor = if parsed.audit.is_empty() {
+        Ok(vault::types::Flavor::Unknown)
+    } else {
+        vault.flavor().await.map_err(|error| error.to_string())
+    };
+    audit::apply(&mut pass, &parsed.audit, &flavor).await;
+    // Then plugins: auth methods and engines may run them.
     pass.ensure_each(&parsed.plugins, plugins::desired).await;
     auth::apply(&mut pass, &parsed.auth).await;
     // Read after the auth methods are enabled: policies, engine configuration and group
@@ -134,18 +142,11 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     } else {
         Ok(BTreeMap::new())
     };
+    pass.ensure_each(&parsed.groups, identity::group).await;
+    identity::apply_aliases(&mut pass, &parsed.group_aliases, &accessors).await;
     policies::apply(&mut pass, &parsed.policies, &accessors).await;
     secrets::apply(&mut pass, &parsed.secrets, &accessors).await;
     startup::apply(&mut pass, &parsed.startup_secrets).await;
-    // Asked only when needed: OpenBao takes audit devices from its configuration only.
-    let flavor = if parsed.audit.is_empty() {
-        Ok(vault::types::Flavor::Unknown)
-    } else {
-        vault.flavor().await.map_err(|error| error.to_string())
-    };
-    audit::apply(&mut pass, &parsed.audit, &flavor).await;
-    pass.ensure_each(&parsed.groups, identity::group).await;
-    identity::apply_aliases(&mut pass, &parsed.group_aliases, &accessors).await;
     purge::apply(&mut pass, &parsed, &accessors).await;
 
     for entry in &parsed.other {
