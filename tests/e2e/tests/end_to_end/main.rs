@@ -12,6 +12,8 @@
 //! - `own_identity`: with `storeRootToken: false`, the controller works with a Kubernetes
 //!   auth role of its own, and the root token is revoked and never stored.
 //! 7. In each, `kubectl vault status -o json` is compared with what the pods' API says.
+//! - `secrecy`, after all: no key or root token kept in a Secret shows in an Event, a
+//!   status or a pod's log.
 //!
 //! 5. `interrupted`: a controller of its own, killed at each crash point of initialising
 //!    and unsealing, restarted by the kubelet; `controller/tests/crash.rs` does the same
@@ -40,6 +42,7 @@ mod raft_sample;
 mod recovery;
 mod recreate;
 mod scaling;
+mod secrecy;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -219,6 +222,12 @@ async fn the_operator_runs_vault_end_to_end() -> Result<(), BoxError> {
         Err(e) => say(&format!("e2e: reading the operator's memory: {e}")),
     }
 
+    let secrecy = secrecy::nothing_shows_a_key(&suite, &namespaces).await;
+    match &secrecy {
+        Ok(summary) => say(&format!("e2e: {summary}")),
+        Err(e) => say(&format!("e2e: {e}")),
+    }
+
     // The Vaults first: their finalizers need the controller.
     for (_, namespace) in &cases {
         let case = Case::new(suite.clone(), namespace);
@@ -226,13 +235,16 @@ async fn the_operator_runs_vault_end_to_end() -> Result<(), BoxError> {
             say(&format!("e2e: cleaning up {namespace}: {e}"));
         }
     }
-    let failed: Vec<String> = outcomes
+    let mut failed: Vec<String> = outcomes
         .iter()
         .filter_map(|(scenario, outcome)| {
             let error = outcome.as_ref().err()?;
             Some(format!("{}: {error}", scenario.name()))
         })
         .collect();
+    if let Err(e) = secrecy {
+        failed.push(format!("secrecy: {e}"));
+    }
     if failed.is_empty() {
         operator.passed();
     }
@@ -241,8 +253,14 @@ async fn the_operator_runs_vault_end_to_end() -> Result<(), BoxError> {
     }
     say(&format!(
         "e2e: {} passed, {} failed in {:.0}s",
-        outcomes.len() - failed.len(),
-        failed.len(),
+        outcomes
+            .iter()
+            .filter(|(_, outcome)| outcome.is_ok())
+            .count(),
+        outcomes
+            .iter()
+            .filter(|(_, outcome)| outcome.is_err())
+            .count(),
         started.elapsed().as_secs_f64()
     ));
     if failed.is_empty() {
