@@ -33,10 +33,12 @@ pub const CONFIG_HASH_ANNOTATION: &str = "vault.banzaicloud.com/config-hash";
 /// Group of the `vault` user in the Vault and OpenBao images, so it can write the claims.
 const VAULT_GROUP: i64 = 1000;
 
-/// Health query for the liveness and startup probes: any answer but an error counts, so
-/// a sealed or uninitialised pod, which is waiting for the operator, is never killed.
-const LIVE_QUERY: &str = "/v1/sys/health?standbyok=true&perfstandbyok=true&sealedcode=204\
-                          &uninitcode=204&drsecondarycode=204&performancestandbycode=204";
+/// Query for the liveness and startup probes: the seal status answers 200 in every state,
+/// so a sealed or uninitialised pod, which is waiting for the operator, is never killed.
+/// Unlike `sys/health` it reads the seal configuration from storage, so a process whose
+/// storage is stuck (seen once with OpenBao after a Raft join raced an unseal: health
+/// answered, every other call hung) fails it and is restarted.
+const LIVE_QUERY: &str = "/v1/sys/seal-status";
 /// Health query for readiness: only an unsealed, initialised active node or standby is
 /// ready (sealed answers 503 and uninitialised 501).
 const READY_QUERY: &str = "/v1/sys/health?standbyok=true&perfstandbyok=true";
