@@ -5,9 +5,8 @@
 //! pair labelled `keyLabel` (CKM_RSA_PKCS, PKCS#1 v1.5; a 2048-bit pair is generated on the
 //! device when neither half exists). The ciphertext is kept either on the device, as a data
 //! object labelled with the key's name ([`Pkcs11KeyStore::from_spec`]), or in another store
-//! ([`Pkcs11KeyStore::encrypting`]) in standard base64, since a store holds text.
-//! Bank-Vaults keeps raw ciphertext bytes in its Kubernetes Secret, so keys it wrote there
-//! read back here only through a store that hands the bytes over in base64.
+//! ([`Pkcs11KeyStore::encrypting`]) as raw bytes where that store holds bytes (a Kubernetes
+//! Secret, as Bank-Vaults keeps them) and in standard base64 where it holds text.
 //!
 //! PKCS#11 calls block, so each runs on Tokio's blocking threads, one at a time per store.
 
@@ -300,18 +299,15 @@ impl KeyStore for Pkcs11KeyStore {
 
     async fn get(&self, key: &str) -> Result<Option<Secret>, KeyStoreError> {
         if let Some(inner) = &self.inner {
-            let Some(stored) = inner.get(key).await? else {
+            let Some(stored) = inner.get_bytes(key).await? else {
                 return Ok(None);
             };
-            let ciphertext =
-                STANDARD
-                    .decode(stored.expose().trim())
-                    .map_err(|_| KeyStoreError::Backend {
-                        store: self.describe(),
-                        operation: "reading",
-                        key: key.to_string(),
-                        reason: "the stored value is not base64".to_string(),
-                    })?;
+            // Versions of this operator before raw bytes kept the ciphertext as base64 text.
+            // Raw RSA ciphertext is random bytes, which are never all base64 characters.
+            let ciphertext = match std::str::from_utf8(&stored) {
+                Ok(text) => STANDARD.decode(text.trim()).unwrap_or(stored),
+                Err(_) => stored,
+            };
             let value = self
                 .on_device("decrypting", key, move |session, device| {
                     device.decrypt(session, &ciphertext)
@@ -348,9 +344,7 @@ impl KeyStore for Pkcs11KeyStore {
                     device.encrypt(session, &plain)
                 })
                 .await?;
-            return inner
-                .set(key, &Secret::new(STANDARD.encode(ciphertext)))
-                .await;
+            return inner.set_bytes(key, &ciphertext).await;
         }
 
         let name = key.to_string();

@@ -136,6 +136,35 @@ pub trait KeyStore: Send + Sync {
 
     /// The names of every value in the store.
     async fn list(&self) -> Result<Vec<String>, KeyStoreError>;
+
+    /// The bytes of `key`, for a store that encrypts into this one (`hsm` with
+    /// `kubernetes`). By default the value is their standard base64, as a store of text
+    /// keeps them; a store that holds bytes, such as a Kubernetes Secret, keeps them raw,
+    /// as Bank-Vaults does.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        use base64::Engine;
+
+        let Some(text) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.expose().trim())
+            .map_err(|_| KeyStoreError::Backend {
+                store: self.describe(),
+                operation: "reading",
+                key: key.to_string(),
+                reason: "the stored value is not base64".to_string(),
+            })?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes `bytes` under `key` (see [`KeyStore::get_bytes`]).
+    async fn set_bytes(&self, key: &str, bytes: &[u8]) -> Result<(), KeyStoreError> {
+        use base64::Engine;
+
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        self.set(key, &Secret::new(text)).await
+    }
 }
 
 /// How often and how long to retry a key-store write.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use base64::Engine;
 use common::{BoxError, error_message, tool};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as Pkcs11Error, RvError};
@@ -181,7 +182,68 @@ async fn values_encrypted_into_another_store() -> Result<(), BoxError> {
             .describe()
             .starts_with("memory encrypted by HSM token \"encrypting\"")
     );
+
+    // Into a store of bytes (a Kubernetes Secret): the raw ciphertext, as Bank-Vaults
+    // keeps it, so either operator reads what the other wrote.
+    let raw = RawStore::default();
+    let store = Pkcs11KeyStore::encrypting(&by_slot, Box::new(raw.clone())).await?;
+    store.set("vault-unseal-0", &value).await?;
+    let ciphertext = raw.bytes("vault-unseal-0").ok_or("nothing kept")?;
+    assert_eq!(ciphertext.len(), 256, "a 2048-bit RSA block");
+    assert_eq!(store.get("vault-unseal-0").await?, Some(value.clone()));
+
+    // What earlier versions of this operator kept there: the ciphertext's base64 text.
+    let text = base64::engine::general_purpose::STANDARD.encode(&ciphertext);
+    raw.set_bytes("vault-unseal-0", text.as_bytes()).await?;
+    assert_eq!(store.get("vault-unseal-0").await?, Some(value));
     Ok(())
+}
+
+/// A store of bytes, as a Kubernetes Secret is.
+#[derive(Clone, Default)]
+struct RawStore {
+    values: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>>,
+}
+
+impl RawStore {
+    fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.get(key).cloned()
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for RawStore {
+    fn describe(&self) -> String {
+        "bytes".to_string()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Secret>, vault_keystore::KeyStoreError> {
+        Ok(self.bytes(key).and_then(Secret::from_bytes))
+    }
+
+    async fn set(&self, key: &str, value: &Secret) -> Result<(), vault_keystore::KeyStoreError> {
+        self.set_bytes(key, value.expose().as_bytes()).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, vault_keystore::KeyStoreError> {
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(values.keys().cloned().collect())
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, vault_keystore::KeyStoreError> {
+        Ok(self.bytes(key))
+    }
+
+    async fn set_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), vault_keystore::KeyStoreError> {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.insert(key.to_string(), bytes.to_vec());
+        Ok(())
+    }
 }
 
 #[tokio::test]

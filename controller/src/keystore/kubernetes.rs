@@ -56,7 +56,7 @@ impl SecretLocation {
     }
 
     /// A new Secret holding one value, with no owner reference.
-    pub fn new_secret(&self, key: &str, value: &Secret) -> KubeSecret {
+    pub fn new_secret(&self, key: &str, value: &[u8]) -> KubeSecret {
         KubeSecret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -70,7 +70,7 @@ impl SecretLocation {
             type_: Some("Opaque".to_string()),
             data: Some(BTreeMap::from([(
                 key.to_string(),
-                ByteString(value.expose().as_bytes().to_vec()),
+                ByteString(value.to_vec()),
             )])),
             ..KubeSecret::default()
         }
@@ -81,12 +81,12 @@ impl SecretLocation {
 /// in case the client logs patches.
 pub struct DataPatch<'a> {
     key: &'a str,
-    value: &'a Secret,
+    value: &'a [u8],
 }
 
 impl<'a> DataPatch<'a> {
     /// The patch that sets `key` to `value`.
-    pub fn new(key: &'a str, value: &'a Secret) -> Self {
+    pub fn new(key: &'a str, value: &'a [u8]) -> Self {
         Self { key, value }
     }
 }
@@ -99,11 +99,10 @@ impl std::fmt::Debug for DataPatch<'_> {
 
 impl Serialize for DataPatch<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Data<'a>(&'a str, &'a Secret);
+        struct Data<'a>(&'a str, &'a [u8]);
         impl Serialize for Data<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut encoded =
-                    base64::engine::general_purpose::STANDARD.encode(self.1.expose().as_bytes());
+                let mut encoded = base64::engine::general_purpose::STANDARD.encode(self.1);
                 let mut map = serializer.serialize_map(Some(1))?;
                 let result = map.serialize_entry(self.0, &encoded);
                 encoded.zeroize();
@@ -168,27 +167,34 @@ impl KeyStore for SecretKeyStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Secret>, KeyStoreError> {
+        let Some(bytes) = self.get_bytes(key).await? else {
+            return Ok(None);
+        };
+        Secret::from_bytes(bytes)
+            .map(Some)
+            .ok_or_else(|| KeyStoreError::Backend {
+                store: self.describe(),
+                operation: "reading",
+                key: key.to_string(),
+                reason: "the value is not UTF-8".to_string(),
+            })
+    }
+
+    async fn set(&self, key: &str, value: &Secret) -> Result<(), KeyStoreError> {
+        self.set_bytes(key, value.expose().as_bytes()).await
+    }
+
+    // A Secret holds bytes: kept raw, as Bank-Vaults keeps the HSM's ciphertext.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
         let mut data = self.data(key).await?;
         let value = data.remove(key);
         for other in data.values_mut() {
             other.0.zeroize();
         }
-        match value {
-            None => Ok(None),
-            Some(bytes) => {
-                Secret::from_bytes(bytes.0)
-                    .map(Some)
-                    .ok_or_else(|| KeyStoreError::Backend {
-                        store: self.describe(),
-                        operation: "reading",
-                        key: key.to_string(),
-                        reason: "the value is not UTF-8".to_string(),
-                    })
-            }
-        }
+        Ok(value.map(|bytes| bytes.0))
     }
 
-    async fn set(&self, key: &str, value: &Secret) -> Result<(), KeyStoreError> {
+    async fn set_bytes(&self, key: &str, value: &[u8]) -> Result<(), KeyStoreError> {
         let patch = Patch::Merge(DataPatch::new(key, value));
         let params = PatchParams::default();
         match self.api.patch(&self.location.name, &params, &patch).await {
@@ -282,7 +288,7 @@ mod tests {
     #[test]
     fn new_secret_has_no_owner_and_is_labelled() {
         let location = SecretLocation::for_vault(&vault(json!({})));
-        let secret = location.map(|l| l.new_secret("vault-root", &Secret::from("t")));
+        let secret = location.map(|l| l.new_secret("vault-root", b"t"));
         let secret = secret.unwrap_or_default();
         assert!(secret.metadata.owner_references.is_none());
         let labels = secret.metadata.labels.unwrap_or_default();
@@ -297,7 +303,7 @@ mod tests {
     #[test]
     fn data_patch_sets_one_base64_value_and_hides_it_in_debug() {
         let value = Secret::from("s3cret");
-        let patch = DataPatch::new("vault-unseal-0", &value);
+        let patch = DataPatch::new("vault-unseal-0", value.expose().as_bytes());
         let body = serde_json::to_value(&patch).unwrap_or_default();
         assert_eq!(body, json!({"data": {"vault-unseal-0": "czNjcmV0"}}));
         let debug = format!("{:?}", Patch::Merge(&patch));
@@ -442,6 +448,29 @@ mod api_tests {
         );
         assert_eq!(stored["metadata"]["labels"][VAULT_LABEL], "vault");
         assert_eq!(stored["data"]["vault-root"], "dA==");
+
+        // Bytes, such as the HSM's ciphertext, are kept raw: one base64 layer, the API's.
+        let ciphertext = [0xff_u8, 0x00, 0x80, 0x7f];
+        store.set_bytes("vault-unseal-1", &ciphertext).await?;
+        assert_eq!(
+            store.get_bytes("vault-unseal-1").await?,
+            Some(ciphertext.to_vec())
+        );
+        let stored = secret
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert_eq!(
+            stored.unwrap_or_default()["data"]["vault-unseal-1"],
+            "/wCAfw=="
+        );
+        let as_text = store.get("vault-unseal-1").await;
+        assert!(
+            as_text
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("not UTF-8")),
+            "{as_text:?}"
+        );
         Ok(())
     }
 }
