@@ -74,16 +74,7 @@ impl KeyStore for FileKeyStore {
     async fn get(&self, key: &str) -> Result<Option<Secret>, KeyStoreError> {
         let path = self.path(key)?;
         match tokio::fs::read(&path).await {
-            Ok(bytes) => {
-                Secret::from_bytes(bytes)
-                    .map(Some)
-                    .ok_or_else(|| KeyStoreError::Backend {
-                        store: self.describe(),
-                        operation: "reading",
-                        key: key.to_string(),
-                        reason: "the value is not UTF-8".to_string(),
-                    })
-            }
+            Ok(bytes) => crate::text_value(self, key, bytes).map(Some),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(self.error("reading", key, error)),
         }

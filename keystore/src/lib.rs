@@ -167,6 +167,20 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
+/// `bytes` read from `store` under `key`, as a value: an error when they are not text.
+pub fn text_value(
+    store: &dyn KeyStore,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<Secret, KeyStoreError> {
+    Secret::from_bytes(bytes).ok_or_else(|| KeyStoreError::Backend {
+        store: store.describe(),
+        operation: "reading",
+        key: key.to_string(),
+        reason: "the value is not UTF-8".to_string(),
+    })
+}
+
 /// How often and how long to retry a key-store write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retry {

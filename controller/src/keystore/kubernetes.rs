@@ -170,14 +170,7 @@ impl KeyStore for SecretKeyStore {
         let Some(bytes) = self.get_bytes(key).await? else {
             return Ok(None);
         };
-        Secret::from_bytes(bytes)
-            .map(Some)
-            .ok_or_else(|| KeyStoreError::Backend {
-                store: self.describe(),
-                operation: "reading",
-                key: key.to_string(),
-                reason: "the value is not UTF-8".to_string(),
-            })
+        vault_keystore::text_value(self, key, bytes).map(Some)
     }
 
     async fn set(&self, key: &str, value: &Secret) -> Result<(), KeyStoreError> {
