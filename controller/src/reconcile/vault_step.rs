@@ -331,10 +331,7 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
                 aws: Some(spec), ..
             },
         ) => {
-            let file = match credentials_secret(ctx, vault).await? {
-                Some((secret, path)) => Some(credentials_file(&secret, path.as_deref())?.1),
-                None => None,
-            };
+            let file = credentials(ctx, vault).await?.map(|(_, content)| content);
             let store = S3KeyStore::with_credentials_file(spec, file.as_ref()).await;
             Box::new(store.map_err(|e| failed(&e))?)
         }
@@ -384,8 +381,8 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             },
         ) => {
             let mut config = GoogleConfig::from_env().await.map_err(|e| failed(&e))?;
-            if let Some((secret, path)) = credentials_secret(ctx, vault).await? {
-                let key = service_account_in(&secret, path.as_deref())?;
+            if let Some((source, content)) = credentials(ctx, vault).await? {
+                let key = service_account(&source, &content)?;
                 config.credentials = GoogleCredentials::ServiceAccount(key);
             }
             Box::new(GcsKeyStore::new(spec, config).map_err(|e| failed(&e))?)
@@ -397,8 +394,7 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
             },
         ) => {
             let mut config = AzureConfig::from_env().map_err(|e| failed(&e))?;
-            if let Some((secret, path)) = credentials_secret(ctx, vault).await? {
-                let (source, content) = credentials_file(&secret, path.as_deref())?;
+            if let Some((source, content)) = credentials(ctx, vault).await? {
                 config.credentials =
                     AzureCredentials::from_auth_file(content.expose().as_bytes(), &source)
                         .map_err(|e| failed(&e))?;
@@ -410,13 +406,10 @@ async fn key_store(ctx: &Context, vault: &Vault) -> Result<Box<dyn KeyStore>, St
     Ok(store)
 }
 
-/// The Secret `credentialsConfig` names, from the `Vault`'s namespace, with the path it is
-/// mounted at. `None` when `credentialsConfig` names no Secret: the controller's own
-/// environment then decides.
-async fn credentials_secret(
-    ctx: &Context,
-    vault: &Vault,
-) -> Result<Option<(KubeSecret, Option<String>)>, String> {
+/// The file `credentialsConfig` names, read from its Secret in the `Vault`'s namespace (see
+/// [`credentials_file`]). `None` when `credentialsConfig` names no Secret: the controller's
+/// own environment then decides.
+async fn credentials(ctx: &Context, vault: &Vault) -> Result<Option<(String, Secret)>, String> {
     let Some(config) = &vault.spec.credentials_config else {
         return Ok(None);
     };
@@ -434,7 +427,7 @@ async fn credentials_secret(
         .await
         .map_err(|error| format!("credentialsConfig: reading Secret {namespace}/{name}: {error}"))?
         .ok_or_else(|| format!("credentialsConfig: Secret {namespace}/{name} does not exist"))?;
-    Ok(Some((secret, config.path.clone())))
+    credentials_file(&secret, config.path.as_deref()).map(Some)
 }
 
 /// The credentials file in `secret` mounted at `path`, as Bank-Vaults mounts it into its
@@ -466,12 +459,11 @@ fn credentials_file(secret: &KubeSecret, path: Option<&str>) -> Result<(String, 
     Ok((source, content))
 }
 
-/// The Google service account key in `secret` (see [`credentials_file`]).
-fn service_account_in(
-    secret: &KubeSecret,
-    path: Option<&str>,
+/// The Google service account key in a credentials file's `content`, found at `source`.
+fn service_account(
+    source: &str,
+    content: &Secret,
 ) -> Result<vault_keystore::ServiceAccountKey, String> {
-    let (source, content) = credentials_file(secret, path)?;
     let failed = |reason: String| format!("{source}: {reason}");
     let account: vault_keystore::ServiceAccountKey = serde_json::from_str(content.expose())
         .map_err(|error| failed(vault_keystore::json_error(&error)))?;
@@ -732,6 +724,10 @@ mod tests {
 
     #[test]
     fn a_google_service_account_is_read_from_the_credentials_secret() {
+        let service_account_in = |secret: &KubeSecret, path: Option<&str>| {
+            let (source, content) = credentials_file(secret, path)?;
+            service_account(&source, &content)
+        };
         let key = serde_json::json!({
             "type": "service_account",
             "client_email": "unsealer@project.iam.gserviceaccount.com",

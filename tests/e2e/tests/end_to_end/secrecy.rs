@@ -11,12 +11,6 @@ use crate::harness::{OPERATOR_NAMESPACE, Suite};
 /// Shorter values could turn up by chance in a long log.
 const SHORTEST_CHECKED: usize = 16;
 
-/// Whether a Secret's key holds a key share or a root token, by the names every key store
-/// gives them.
-fn is_vault_key(name: &str) -> bool {
-    name == "vault-root" || name.starts_with("vault-unseal-") || name.starts_with("vault-recovery-")
-}
-
 /// Checks what the suite left in `namespaces`; says how much it looked through.
 pub async fn nothing_shows_a_key(suite: &Suite, namespaces: &[String]) -> Result<String, BoxError> {
     let mut secrets = Vec::new();
@@ -24,7 +18,10 @@ pub async fn nothing_shows_a_key(suite: &Suite, namespaces: &[String]) -> Result
         let api: Api<Secret> = Api::namespaced(suite.client.clone(), namespace);
         for secret in api.list(&ListParams::default()).await?.items {
             let data = secret.data.unwrap_or_default();
-            for (key, value) in data.into_iter().filter(|(key, _)| is_vault_key(key)) {
+            for (key, value) in data
+                .into_iter()
+                .filter(|(key, _)| vault_keystore::is_vault_key(key))
+            {
                 let Ok(value) = String::from_utf8(value.0) else {
                     continue;
                 };
