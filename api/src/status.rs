@@ -57,6 +57,22 @@ pub struct VaultStatus {
     #[serde(default, deserialize_with = "lenient_items")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<VaultPodStatus>,
+
+    /// Which server the pods run, as they said themselves. OpenBao takes audit devices
+    /// from its server configuration only, so the operator renders them there when this
+    /// says `OpenBao` (or, before any pod has answered, when the image is named so).
+    #[serde(default, deserialize_with = "lenient")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<Flavor>,
+}
+
+/// Which server answers: HashiCorp Vault or OpenBao.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Flavor {
+    /// HashiCorp Vault.
+    Vault,
+    /// OpenBao.
+    OpenBao,
 }
 
 /// A condition in the shape of `metav1.Condition`; `reason`, `message` and the time are

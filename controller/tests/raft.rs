@@ -37,7 +37,7 @@ async fn three_nodes_initialise_unseal_join_and_recover() -> Result<(), BoxError
     let options = UnsealOptions::default();
     let mut errors = Vec::new();
 
-    assert_eq!(cluster.pods[0].flavor().await?, Flavor::OpenBao);
+    assert_eq!(cluster.pods[0].flavor().await?, Some(Flavor::OpenBao));
 
     let report = unseal::converge(&cluster, &store, &options, CONVERGE).await?;
     println!("first pass actions: {:?}", report.actions);

@@ -35,8 +35,7 @@ fn config(facts: &Facts<'_>) -> Map<String, Value> {
     }
 
     // OpenBao takes audit devices from its configuration only, not through its API.
-    let openbao = facts.vault.spec.image.as_deref();
-    if openbao.is_some_and(external::audit::is_openbao_image) {
+    if external::audit::runs_openbao(facts.vault) {
         let external_config = Value::Object(facts.vault.spec.external_config.0.clone());
         if let Some(audit) = external::audit::server_config_stanzas(&external_config) {
             config.entry("audit").or_insert(audit);

@@ -1,7 +1,7 @@
 //! `audit`: audit devices. HashiCorp Vault enables them through `sys/audit`. OpenBao
 //! refuses that and reads them from its server configuration only: the build step renders
-//! them there for OpenBao images ([`server_config_stanzas`]), and a pass checks that
-//! OpenBao lists them.
+//! them there when the pods run OpenBao ([`runs_openbao`], [`server_config_stanzas`]), and
+//! a pass checks that OpenBao lists them.
 
 use serde_json::{Map, Value, json};
 use tracing::info;
@@ -12,10 +12,18 @@ use super::io::ItemError;
 use super::{Applied, Pass};
 use crate::vault::types::Flavor;
 
-/// Whether `image` is an OpenBao image, whose pods are given the audit devices in their
-/// configuration.
-pub fn is_openbao_image(image: &str) -> bool {
-    image.contains("openbao")
+/// Whether the pods of `vault` run OpenBao, and so are given the audit devices in their
+/// configuration: as the pods said (the status keeps it), or as the image is named before
+/// any has answered. A wrong guess costs one roll of the pods once they answer.
+pub fn runs_openbao(vault: &vault_api::Vault) -> bool {
+    match vault.status.as_ref().and_then(|status| status.flavor) {
+        Some(flavor) => flavor == Flavor::OpenBao,
+        None => vault
+            .spec
+            .image
+            .as_deref()
+            .is_some_and(|image| image.contains("openbao")),
+    }
 }
 
 /// The `audit` stanzas of OpenBao's server configuration (its JSON form) for the `audit`
@@ -67,7 +75,7 @@ fn as_text(value: &Value) -> String {
 pub(super) async fn apply(
     pass: &mut Pass<'_>,
     devices: &[Entry<AuditDevice>],
-    flavor: &Result<Flavor, String>,
+    flavor: &Result<Option<Flavor>, String>,
 ) {
     if devices.is_empty() {
         return;
@@ -99,7 +107,7 @@ pub(super) async fn apply(
             .as_ref()
             .ok()
             .and_then(|held| held.get(&format!("{}/", device.path)));
-        if flavor == &Ok(Flavor::OpenBao) {
+        if flavor == &Ok(Some(Flavor::OpenBao)) {
             declared(pass, &entry.item, device, held);
         } else {
             let before = pass.io.writes();
@@ -212,11 +220,9 @@ mod tests {
         );
         assert_eq!(server_config_stanzas(&json!({"policies": []})), None);
         assert_eq!(server_config_stanzas(&json!({"audit": []})), None);
-        assert!(is_openbao_image("quay.io/openbao/openbao:2.7.2"));
-        assert!(!is_openbao_image("hashicorp/vault:2.0.1"));
     }
 
-    /// The configuration the pods get: the devices for an OpenBao image only, and an
+    /// The configuration the pods get: the devices when the pods run OpenBao only, and an
     /// `audit` the user wrote into `spec.config` kept as written.
     #[test]
     fn the_build_step_renders_devices_into_openbao_configuration_only() {
@@ -249,9 +255,24 @@ mod tests {
             rendered(&vault("hashicorp/vault:2.0.1", storage.clone())),
             None
         );
-        let mut own = storage;
+        let mut own = storage.clone();
         own["audit"] = json!([{"file": {"mine": {"options": {"file_path": "x"}}}}]);
         let kept = vault("openbao/openbao:2.7.2", own.clone());
         assert_eq!(rendered(&kept), Some(own["audit"].clone()));
+
+        // What the pods say overrides the image's name, either way.
+        let said = |image: &str, flavor: Flavor| {
+            let mut vault = vault(image, storage.clone());
+            vault.status = Some(vault_api::status::VaultStatus {
+                flavor: Some(flavor),
+                ..Default::default()
+            });
+            rendered(&vault)
+        };
+        assert!(said("registry.example/bao:2.7.2", Flavor::OpenBao).is_some());
+        assert_eq!(
+            said("registry.example/openbao-mirror:1", Flavor::Vault),
+            None
+        );
     }
 }

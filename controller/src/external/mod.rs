@@ -45,7 +45,7 @@ use self::compare::{Drift, drift, input_hash};
 use self::config::{Fields, Redactor};
 use self::io::{Current, ItemError, VaultIo};
 use crate::Secret;
-use crate::vault::{self, AuthedClient};
+use crate::vault::AuthedClient;
 
 /// What a pass needs besides the configuration.
 #[derive(Clone, Default)]
@@ -124,7 +124,7 @@ pub async fn apply(vault: &AuthedClient, config: &Value, options: &ApplyOptions)
     // Audit devices first, so that they record the rest of the pass. Asked only when
     // needed: OpenBao takes audit devices from its configuration only.
     let flavor = if parsed.audit.is_empty() {
-        Ok(vault::types::Flavor::Unknown)
+        Ok(None)
     } else {
         vault.flavor().await.map_err(|error| error.to_string())
     };

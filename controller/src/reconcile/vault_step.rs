@@ -131,6 +131,7 @@ impl VaultObservation {
                 status.pods = report.pods.clone();
                 status.sealed_pods = i32::try_from(sealed).ok();
                 status.leader = report.leader.clone().unwrap_or_default();
+                status.flavor = report.flavor.or(status.flavor);
             }
         }
     }
@@ -702,7 +703,7 @@ async fn ignore_missing<T>(
 
 #[cfg(test)]
 mod tests {
-    use vault_api::status::{RaftRole, VaultPodStatus};
+    use vault_api::status::{Flavor, RaftRole, VaultPodStatus};
 
     use super::*;
 
@@ -777,6 +778,7 @@ mod tests {
                 pod("vault-2", false),
             ],
             leader: Some("vault-0".to_string()),
+            flavor: Some(Flavor::OpenBao),
             ..Report::default()
         };
         let mut status = VaultStatus::default();
@@ -791,6 +793,15 @@ mod tests {
         assert_eq!(status.sealed_pods, Some(1));
         assert_eq!(status.leader, "vault-0");
         assert_eq!(status.pods.len(), 3);
+        assert_eq!(status.flavor, Some(Flavor::OpenBao));
+
+        // A pass where no pod answered keeps what the pods said before.
+        let silent = Report {
+            pods: vec![pod("vault-0", true)],
+            ..Report::default()
+        };
+        VaultObservation::Observed(silent).apply_to(&mut status, &vault());
+        assert_eq!(status.flavor, Some(Flavor::OpenBao));
     }
 
     #[test]

@@ -37,7 +37,9 @@ use crate::crash::{self, CrashPoint};
 use crate::keystore::{
     self, INIT_MARKER, KeyStore, KeyStoreError, ROOT_TOKEN, Retry, TEST_KEY, write_verified,
 };
-use crate::vault::{InitRequest, RaftConfiguration, SealStatus, VaultError, VaultPodClient};
+use crate::vault::{
+    Flavor, InitRequest, RaftConfiguration, SealStatus, VaultError, VaultPodClient,
+};
 
 /// What initialisation asks for, from `unsealConfig.options` and `config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -628,6 +630,8 @@ pub struct Report {
     pub pods: Vec<VaultPodStatus>,
     /// The Raft leader (or active node), when known.
     pub leader: Option<String>,
+    /// Which server the pods run, when one said.
+    pub flavor: Option<Flavor>,
     /// The Raft configuration read from the leader, when read.
     pub raft: Option<RaftConfiguration>,
     /// The pods this pass initialised, unsealed or joined, in order.
@@ -821,6 +825,7 @@ async fn read_roles(cluster: &Cluster, token: Option<&Secret>, report: &mut Repo
             ..VaultPodStatus::default()
         };
         if let Ok(status) = status {
+            report.flavor = report.flavor.or(status.flavor());
             pod.initialized = Some(status.initialized);
             pod.sealed = Some(status.sealed);
             pod.version = Some(status.version);

@@ -298,20 +298,17 @@ impl VaultPodClient {
         .await
     }
 
-    /// Asks the server whether it is OpenBao or HashiCorp Vault.
-    pub async fn flavor(&self) -> Result<Flavor, VaultError> {
+    /// Asks the server whether it is OpenBao or HashiCorp Vault; `None` when it says
+    /// neither in a way this version knows.
+    pub async fn flavor(&self) -> Result<Option<Flavor>, VaultError> {
         let status = self.seal_status().await?;
-        match status.flavor() {
-            Flavor::Unknown => {
-                // HashiCorp Vault 1.16 and later say `enterprise` in the health answer.
-                let health = self.health().await?;
-                Ok(match health.enterprise {
-                    Some(_) => Flavor::Vault,
-                    None => Flavor::Unknown,
-                })
-            }
-            flavor => Ok(flavor),
+        if let Some(flavor) = status.flavor() {
+            return Ok(Some(flavor));
         }
+
+        // HashiCorp Vault 1.16 and later say `enterprise` in the health answer.
+        let health = self.health().await?;
+        Ok(health.enterprise.map(|_| Flavor::Vault))
     }
 
     /// `POST sys/init`. The answer holds every key share and the root token.
@@ -708,7 +705,7 @@ impl AuthedClient {
     }
 
     /// Asks the server whether it is OpenBao or HashiCorp Vault.
-    pub async fn flavor(&self) -> Result<Flavor, VaultError> {
+    pub async fn flavor(&self) -> Result<Option<Flavor>, VaultError> {
         self.raw.flavor().await
     }
 

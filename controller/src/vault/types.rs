@@ -3,17 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Secret;
-
-/// Which server answers: HashiCorp Vault or OpenBao.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    /// HashiCorp Vault.
-    Vault,
-    /// OpenBao.
-    OpenBao,
-    /// A server that says neither in a way this version knows.
-    Unknown,
-}
+pub use vault_api::status::Flavor;
 
 /// `GET sys/seal-status`: answered without a token, sealed or not.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -53,12 +43,12 @@ pub struct SealStatus {
 
 impl SealStatus {
     /// Tells OpenBao from HashiCorp Vault by what the server sends: HashiCorp Vault sends
-    /// `build_date`, OpenBao sends `commit_date` instead.
-    pub fn flavor(&self) -> Flavor {
+    /// `build_date`, OpenBao sends `commit_date` instead; `None` when it sends neither.
+    pub fn flavor(&self) -> Option<Flavor> {
         match (&self.build_date, &self.commit_date) {
-            (Some(_), _) => Flavor::Vault,
-            (None, Some(_)) => Flavor::OpenBao,
-            (None, None) => Flavor::Unknown,
+            (Some(_), _) => Some(Flavor::Vault),
+            (None, Some(_)) => Some(Flavor::OpenBao),
+            (None, None) => None,
         }
     }
 }
@@ -246,17 +236,17 @@ mod tests {
             "t": 1, "n": 1, "progress": 0, "version": "2.7.2",
             "commit_date": "2026-10-26T20:32:27Z", "storage_type": "raft"}),
         );
-        assert_eq!(openbao.flavor(), Flavor::OpenBao);
+        assert_eq!(openbao.flavor(), Some(Flavor::OpenBao));
         // As HashiCorp Vault answers it.
         let vault = seal_status(
             json!({"type": "shamir", "initialized": false, "sealed": true,
             "t": 0, "n": 0, "progress": 0, "version": "1.20.0",
             "build_date": "2025-06-23T10:21:30Z"}),
         );
-        assert_eq!(vault.flavor(), Flavor::Vault);
+        assert_eq!(vault.flavor(), Some(Flavor::Vault));
         assert_eq!(
             seal_status(json!({"initialized": true, "sealed": true})).flavor(),
-            Flavor::Unknown
+            None
         );
     }
 
