@@ -955,6 +955,67 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
     Ok(())
 }
 
+/// Purge removes the roles under a configured engine that its configuration does not name,
+/// and nothing under an engine whose paths may hold secrets.
+#[tokio::test]
+async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<(), BoxError> {
+    let server = DevServer::start(19490)?;
+    let vault = server.authed().await?;
+    let ca = kubernetes_ca()?;
+    let config = json!({
+        "secrets": [
+            {"type": "pki", "configuration": {"roles": [
+                {"name": "web", "allowed_domains": "example.com", "allow_subdomains": true}]}},
+            {"type": "ssh"},
+            {"type": "kv", "options": {"version": 1}},
+        ],
+        "purgeUnmanagedConfig": {"enabled": true, "exclude": {"policies": true}},
+    });
+    let first = external::apply(&vault, &config, &fresh(&ca)).await;
+    assert!(first.succeeded(), "{first}");
+
+    // Made by hand: a role on each engine, and a kv secret where a role would be.
+    let by_hand = [
+        ("pki/roles/stray", json!({"allowed_domains": "example.org"})),
+        (
+            "ssh/roles/stray",
+            json!({"key_type": "otp", "default_user": "ops"}),
+        ),
+        ("kv/roles/stray", json!({"value": "someone's data"})),
+    ];
+    for (path, body) in by_hand {
+        send(&vault, Method::POST, path, body).await?;
+    }
+    let steady = options(&ca, &[], first.applied_hashes());
+    let second = external::apply(&vault, &config, &steady).await;
+    assert!(second.succeeded(), "{second}");
+    assert_eq!(
+        items_where(&second, |o| matches!(o, Outcome::Removed)),
+        [
+            "purgeUnmanagedConfig.secrets[pki].roles[stray]",
+            "purgeUnmanagedConfig.secrets[ssh].roles[stray]",
+        ],
+        "{second}"
+    );
+    assert_eq!(second.writes(), 2, "{second}");
+    assert!(read(&vault, "pki/roles/web").await.is_ok());
+    assert!(read(&vault, "pki/roles/stray").await.is_err());
+    assert!(read(&vault, "ssh/roles/stray").await.is_err());
+    assert_eq!(
+        read(&vault, "kv/roles/stray").await?["value"],
+        "someone's data"
+    );
+
+    // With secrets excluded, a hand-made role stays.
+    send(&vault, Method::POST, "pki/roles/stray", json!({})).await?;
+    let mut excluded = config.clone();
+    excluded["purgeUnmanagedConfig"]["exclude"]["secrets"] = json!(true);
+    let third = external::apply(&vault, &excluded, &steady).await;
+    assert_eq!(third.writes(), 0, "{third}");
+    assert!(read(&vault, "pki/roles/stray").await.is_ok());
+    Ok(())
+}
+
 /// Kubernetes Secrets in memory, by Secret name and key.
 #[derive(Default)]
 struct MemorySecrets(Mutex<BTreeMap<(String, String), String>>);

@@ -1,7 +1,8 @@
 //! `purgeUnmanagedConfig`: what Vault holds and the configuration does not name is
 //! removed, section by section, unless the section is excluded. Beyond Bank-Vaults, the
 //! roles, users, groups, mappings and aws cross-account roles under a configured auth
-//! method go too when auth is purged.
+//! method go too when auth is purged, and the roles under a configured secrets engine when
+//! secrets are.
 //!
 //! Never removed: the `root` and `default` policies, the `token/` auth method (and its
 //! roles), the `sys/`, `identity/` and `cubbyhole/` mounts, and the controller's own
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::config::{AuthMethod, Entry, ExternalConfig};
+use super::config::{AuthMethod, Entry, ExternalConfig, SecretsEngine};
 use super::identity::held_aliases;
 use super::io::ItemError;
 use super::{Pass, name_of};
@@ -50,6 +51,7 @@ pub(super) async fn apply(
     if purge.purges("secrets") && parsed_whole(pass, "secrets", &config.secrets) {
         let named: BTreeSet<String> = parsed(&config.secrets).map(|e| e.path.clone()).collect();
         mounts(pass, "secrets", "sys/mounts", &named, BUILT_IN_MOUNTS).await;
+        engine_roles(pass, &config.secrets).await;
     }
     if purge.purges("policies") && parsed_whole(pass, "policies", &config.policies) {
         // Vault keeps policy names in lower case.
@@ -193,32 +195,69 @@ async fn auth(pass: &mut Pass<'_>, methods: &[Entry<AuthMethod>]) {
         }
         for (endpoint, names) in sub_items(method) {
             let section = format!("{}.{endpoint}", entry.item);
-            let Some(names) = names else {
-                let reason = format!("not purged: an item of {section} has no name");
-                pass.skip(&format!("{PREFIX}.{section}"), reason);
-                continue;
-            };
-            let mount = format!("auth/{}/{}", method.path, endpoint_path(method, endpoint));
-            let held = match pass.io.list_keys(&mount).await {
-                Ok(held) => held,
-                // Methods of this type have no such endpoint.
-                Err(error) if matches!(error.status(), Some(400 | 405)) => continue,
-                Err(error) => {
-                    pass.fail(&format!("{PREFIX}.{section}"), error);
-                    continue;
-                }
-            };
+            let path = format!("auth/{}/{}", method.path, endpoint_path(method, endpoint));
             let controllers = method.path == CONTROLLER_AUTH_PATH && endpoint == "roles";
-            for name in held {
-                if controllers && name == CONTROLLER_ROLE {
-                    continue;
-                }
-                if !names.contains(&name.to_lowercase()) {
-                    let item = format!("{PREFIX}.{section}[{name}]");
-                    pass.remove(&item, &format!("{mount}/{name}")).await;
-                }
-            }
+            let kept = controllers.then_some(CONTROLLER_ROLE);
+            unnamed_under(pass, &section, &path, names, kept).await;
         }
+    }
+}
+
+/// The endpoints of a secrets engine type that hold roles and nothing else. Only these
+/// are purged: the same path under a kv engine would hold someone's secrets.
+fn role_endpoints(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "database" => &["roles", "static-roles"],
+        "pki" | "ssh" | "aws" | "azure" | "kubernetes" | "consul" => &["roles"],
+        _ => &[],
+    }
+}
+
+/// The roles under each configured secrets engine that its `configuration` no longer names.
+async fn engine_roles(pass: &mut Pass<'_>, engines: &[Entry<SecretsEngine>]) {
+    for entry in engines {
+        let Ok(engine) = &entry.parsed else { continue };
+        for endpoint in role_endpoints(&engine.kind) {
+            let names = match engine.configuration.get(*endpoint) {
+                None | Some(Value::Null) => Some(BTreeSet::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| name_of(item.get("name")).map(|name| name.to_lowercase()))
+                    .collect(),
+                Some(_) => None,
+            };
+            let section = format!("{}.{endpoint}", entry.item);
+            let path = format!("{}/{endpoint}", engine.path);
+            unnamed_under(pass, &section, &path, names, None).await;
+        }
+    }
+}
+
+/// Removes each item listed at `path` that is not in `names` (lower case) and is not
+/// `kept`; with `names` unknown (an item has no name), reports `section` not purged.
+async fn unnamed_under(
+    pass: &mut Pass<'_>,
+    section: &str,
+    path: &str,
+    names: Option<BTreeSet<String>>,
+    kept: Option<&str>,
+) {
+    let Some(names) = names else {
+        let reason = format!("not purged: an item of {section} has no name");
+        return pass.skip(&format!("{PREFIX}.{section}"), reason);
+    };
+    let held = match pass.io.list_keys(path).await {
+        Ok(held) => held,
+        // Mounts of this type have no such endpoint.
+        Err(error) if matches!(error.status(), Some(400 | 405)) => return,
+        Err(error) => return pass.fail(&format!("{PREFIX}.{section}"), error),
+    };
+    for name in held {
+        if kept == Some(name.as_str()) || names.contains(&name.to_lowercase()) {
+            continue;
+        }
+        let item = format!("{PREFIX}.{section}[{name}]");
+        pass.remove(&item, &format!("{path}/{name}")).await;
     }
 }
 
