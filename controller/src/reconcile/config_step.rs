@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVarSource, Secret as KubeSecret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -163,6 +163,19 @@ pub async fn configure(
         Err(error) => return ConfigObservation::Waiting(error.to_string()),
     };
 
+    let namespace = vault.namespace().unwrap_or_default();
+    let objects = Arc::new(NamespaceObjects {
+        secrets: Api::namespaced(ctx.client.clone(), &namespace),
+        config_maps: Api::namespaced(ctx.client.clone(), &namespace),
+    });
+    let (environment, unresolved) = template_environment(vault, objects.as_ref()).await;
+    for problem in unresolved {
+        warn!(vault = %vault.name_any(), %problem, "an externalConfig variable is not set");
+        let reason = "VariableNotSet";
+        ctx.publish(vault, EventType::Warning, reason, problem)
+            .await;
+    }
+
     let applied_hashes = applied_hashes(vault);
     let hash_key = hash_key(store, vault).await;
     let options = ApplyOptions {
@@ -172,11 +185,8 @@ pub async fn configure(
         // lives as long as Vault's data; tokens (the controller's own is renewed hourly)
         // would make every item with unreadable fields be written again at each change.
         hash_key: hash_key.clone(),
-        environment: Some(template_environment(vault)),
-        secret_values: Some(Arc::new(NamespaceSecrets(Api::namespaced(
-            ctx.client.clone(),
-            &vault.namespace().unwrap_or_default(),
-        )))),
+        environment: Some(environment),
+        secret_values: Some(objects),
         ..ApplyOptions::default()
     };
     let config = Value::Object(vault.spec.external_config.0.clone());
@@ -192,28 +202,76 @@ pub async fn configure(
     ConfigObservation::Applied(report)
 }
 
-/// What `${env "NAME"}` reads in `externalConfig`: the literal values of the resource's
-/// `envsConfig` and `vaultEnvsConfig` (where Bank-Vaults' configurer found its variables),
-/// and where Vault reaches the Kubernetes API. Never the controller's own environment: it
-/// holds the key stores' cloud credentials, which a resource must not be able to read.
-// TODO(env from Secrets): `valueFrom` entries are left out.
-fn template_environment(vault: &Vault) -> BTreeMap<String, String> {
+/// What `${env "NAME"}` reads in `externalConfig`: the resource's `envsConfig` and
+/// `vaultEnvsConfig` (where Bank-Vaults' configurer found its variables), their `valueFrom`
+/// read from the Secrets and ConfigMaps of the Vault's namespace, and where Vault reaches
+/// the Kubernetes API. Never the controller's own environment: it holds the key stores'
+/// cloud credentials, which a resource must not be able to read. Also returns, for each
+/// variable that could not be read, why (naming the variable and the object, no value).
+async fn template_environment(
+    vault: &Vault,
+    objects: &dyn NamespaceValues,
+) -> (BTreeMap<String, String>, Vec<String>) {
     let mut environment: BTreeMap<String, String> =
         ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]
             .into_iter()
             .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
             .collect();
-    let declared = vault
+    let mut unresolved = Vec::new();
+
+    let declared = (vault
         .spec
         .envs_config
         .iter()
-        .chain(&vault.spec.vault_envs_config);
-    for variable in declared {
-        if let Some(value) = &variable.value {
-            environment.insert(variable.name.clone(), value.clone());
+        .map(|variable| ("envsConfig", variable)))
+    .chain(
+        vault
+            .spec
+            .vault_envs_config
+            .iter()
+            .map(|v| ("vaultEnvsConfig", v)),
+    );
+    for (field, variable) in declared {
+        let value = match (&variable.value, &variable.value_from) {
+            (Some(value), _) => Ok(Some(value.clone())),
+            (None, Some(source)) => value_from(source, objects).await,
+            (None, None) => Ok(None),
+        };
+        match value {
+            Ok(Some(value)) => {
+                environment.insert(variable.name.clone(), value);
+            }
+            Ok(None) => {}
+            Err(why) => unresolved.push(format!("{field} {}: {why}", variable.name)),
         }
     }
-    environment
+    (environment, unresolved)
+}
+
+/// The value a `valueFrom` names; `Ok(None)` when it is missing and marked optional, or
+/// when it is a field of the pod.
+async fn value_from(
+    source: &EnvVarSource,
+    objects: &dyn NamespaceValues,
+) -> Result<Option<String>, String> {
+    let (kind, name, key, optional, found) = if let Some(from) = &source.secret_key_ref {
+        let found = objects.value(&from.name, &from.key).await;
+        let found = found.map(|value| value.map(|value| value.expose().to_string()));
+        ("Secret", &from.name, &from.key, from.optional, found)
+    } else if let Some(from) = &source.config_map_key_ref {
+        let found = objects.config_map_value(&from.name, &from.key).await;
+        ("ConfigMap", &from.name, &from.key, from.optional, found)
+    } else {
+        // fieldRef and resourceFieldRef describe the pod that reads them; the controller
+        // applies the configuration from outside every pod, so they are the pod's alone.
+        return Ok(None);
+    };
+    match found {
+        Ok(Some(value)) => Ok(Some(value)),
+        Ok(None) if optional == Some(true) => Ok(None),
+        Ok(None) => Err(format!("{kind} {name} has no key {key}")),
+        Err(error) => Err(format!("reading {kind} {name}: {error}")),
+    }
 }
 
 /// The first unseal (or recovery) key share, which keys the hashes of applied inputs; none
@@ -229,20 +287,44 @@ async fn hash_key(store: &dyn KeyStore, vault: &Vault) -> Option<Secret> {
     }
 }
 
-/// The Secrets of the `Vault`'s namespace, which `secretKeyRef`s name.
-struct NamespaceSecrets(Api<KubeSecret>);
+/// Reads the ConfigMap values that `envsConfig` names, beside the Secret values.
+#[async_trait]
+trait NamespaceValues: SecretValues {
+    /// The value under `key` of the ConfigMap `name`; `Ok(None)` when either is missing.
+    async fn config_map_value(&self, name: &str, key: &str) -> Result<Option<String>, String>;
+}
+
+/// The Secrets and ConfigMaps of the `Vault`'s namespace, which `secretKeyRef`s of startup
+/// secrets and `valueFrom`s of `envsConfig` name.
+struct NamespaceObjects {
+    secrets: Api<KubeSecret>,
+    config_maps: Api<ConfigMap>,
+}
 
 #[async_trait]
-impl SecretValues for NamespaceSecrets {
+impl SecretValues for NamespaceObjects {
     async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String> {
         // kube's errors name the object and the API server's reason, not the data.
-        let found = self.0.get_opt(name).await.map_err(|e| e.to_string())?;
+        let found = self
+            .secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(bytes) = found.and_then(|secret| secret.data?.remove(key)) else {
             return Ok(None);
         };
         String::from_utf8(bytes.0)
             .map(|value| Some(Secret::new(value)))
             .map_err(|_| format!("the value of `{key}` is not UTF-8 text"))
+    }
+}
+
+#[async_trait]
+impl NamespaceValues for NamespaceObjects {
+    async fn config_map_value(&self, name: &str, key: &str) -> Result<Option<String>, String> {
+        let found = self.config_maps.get_opt(name).await;
+        let found = found.map_err(|e| e.to_string())?;
+        Ok(found.and_then(|config_map| config_map.data?.remove(key)))
     }
 }
 
@@ -311,29 +393,111 @@ mod tests {
     use super::*;
     use crate::external::ItemReport;
 
-    #[test]
-    fn templates_read_the_resources_variables_never_the_controllers() {
-        let mut vault = Vault::new("vault", Default::default());
-        let literal = |name: &str, value: &str| k8s_openapi::api::core::v1::EnvVar {
+    /// Secrets and ConfigMaps of a namespace, in memory, by object and key.
+    #[derive(Default)]
+    struct Objects {
+        secrets: BTreeMap<(String, String), String>,
+        config_maps: BTreeMap<(String, String), String>,
+    }
+
+    fn at(map: &BTreeMap<(String, String), String>, name: &str, key: &str) -> Option<String> {
+        map.get(&(name.to_string(), key.to_string())).cloned()
+    }
+
+    #[async_trait]
+    impl SecretValues for Objects {
+        async fn value(&self, name: &str, key: &str) -> Result<Option<Secret>, String> {
+            if name == "unreadable" {
+                return Err("secrets \"unreadable\" is forbidden".to_string());
+            }
+            Ok(at(&self.secrets, name, key).map(Secret::new))
+        }
+    }
+
+    #[async_trait]
+    impl NamespaceValues for Objects {
+        async fn config_map_value(&self, name: &str, key: &str) -> Result<Option<String>, String> {
+            Ok(at(&self.config_maps, name, key))
+        }
+    }
+
+    #[tokio::test]
+    async fn templates_read_the_resources_variables_never_the_controllers() {
+        use k8s_openapi::api::core::v1::{ConfigMapKeySelector, EnvVar, SecretKeySelector};
+
+        let literal = |name: &str, value: &str| EnvVar {
             name: name.to_string(),
             value: Some(value.to_string()),
             ..Default::default()
         };
-        vault.spec.envs_config = vec![literal("ROOT_USERNAME", "admin")];
-        vault.spec.vault_envs_config = vec![
-            literal("REGION", "eu"),
-            k8s_openapi::api::core::v1::EnvVar {
-                name: "FROM_SECRET".to_string(),
+        let from = |name: &str, source: EnvVarSource| EnvVar {
+            name: name.to_string(),
+            value_from: Some(source),
+            ..Default::default()
+        };
+        let secret = |name: &str, key: &str, optional: Option<bool>| EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: name.to_string(),
+                key: key.to_string(),
+                optional,
+            }),
+            ..Default::default()
+        };
+        let config_map = |key: &str| EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: "settings".to_string(),
+                key: key.to_string(),
+                optional: None,
+            }),
+            ..Default::default()
+        };
+        let pod_field = EnvVarSource {
+            field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                field_path: "status.podIP".to_string(),
                 ..Default::default()
-            },
+            }),
+            ..Default::default()
+        };
+        let mut vault = Vault::new("vault", Default::default());
+        vault.spec.envs_config = vec![
+            literal("ROOT_USERNAME", "admin"),
+            from("DB_PASSWORD", secret("db", "password", None)),
+            from("MISSING", secret("db", "other", None)),
+            from("MAYBE", secret("db", "other", Some(true))),
+            from("FORBIDDEN", secret("unreadable", "x", None)),
         ];
-        let environment = template_environment(&vault);
+        vault.spec.vault_envs_config = vec![
+            from("REGION", config_map("region")),
+            from("ZONE", config_map("zone")),
+            // Meant for the Vault pod's own environment, where it is set.
+            from("POD_IP", pod_field),
+        ];
+        let mut objects = Objects::default();
+        let entry = |name: &str, key: &str| (name.to_string(), key.to_string());
+        objects
+            .secrets
+            .insert(entry("db", "password"), "s3cret-value".to_string());
+        objects
+            .config_maps
+            .insert(entry("settings", "region"), "eu".to_string());
+
+        let (environment, unresolved) = template_environment(&vault, &objects).await;
+        let value = |name: &str| environment.get(name).map(String::as_str);
+        assert_eq!(value("ROOT_USERNAME"), Some("admin"));
+        assert_eq!(value("DB_PASSWORD"), Some("s3cret-value"));
+        assert_eq!(value("REGION"), Some("eu"));
+        for unset in ["MISSING", "MAYBE", "FORBIDDEN", "ZONE", "POD_IP"] {
+            assert_eq!(value(unset), None, "{unset}");
+        }
         assert_eq!(
-            environment.get("ROOT_USERNAME").map(String::as_str),
-            Some("admin")
+            unresolved,
+            [
+                "envsConfig MISSING: Secret db has no key other",
+                "envsConfig FORBIDDEN: reading Secret unreadable: secrets \"unreadable\" is \
+                 forbidden",
+                "vaultEnvsConfig ZONE: ConfigMap settings has no key zone",
+            ]
         );
-        assert_eq!(environment.get("REGION").map(String::as_str), Some("eu"));
-        assert!(!environment.contains_key("FROM_SECRET"));
         // Set in every process's environment, and not the resource's to read.
         assert!(std::env::var("PATH").is_ok());
         assert!(!environment.contains_key("PATH"));
