@@ -955,8 +955,9 @@ async fn groups_aliases_and_purge_of_what_is_not_named() -> Result<(), BoxError>
     Ok(())
 }
 
-/// Purge removes the roles under a configured engine that its configuration does not name,
-/// and nothing under an engine whose paths may hold secrets.
+/// Purge removes the roles under a configured engine that its configuration lists roles for
+/// and does not name; nothing under an engine that lists none, or whose paths may hold
+/// secrets, or whose role names are not known because a template did not expand.
 #[tokio::test]
 async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<(), BoxError> {
     let server = DevServer::start(19490)?;
@@ -966,7 +967,8 @@ async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<
         "secrets": [
             {"type": "pki", "configuration": {"roles": [
                 {"name": "web", "allowed_domains": "example.com", "allow_subdomains": true}]}},
-            {"type": "ssh"},
+            {"type": "ssh", "configuration": {"roles": []}},
+            {"type": "pki", "path": "pki-hand"},
             {"type": "kv", "options": {"version": 1}},
         ],
         "purgeUnmanagedConfig": {"enabled": true, "exclude": {"policies": true}},
@@ -980,6 +982,10 @@ async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<
         (
             "ssh/roles/stray",
             json!({"key_type": "otp", "default_user": "ops"}),
+        ),
+        (
+            "pki-hand/roles/stray",
+            json!({"allowed_domains": "example.net"}),
         ),
         ("kv/roles/stray", json!({"value": "someone's data"})),
     ];
@@ -1001,6 +1007,7 @@ async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<
     assert!(read(&vault, "pki/roles/web").await.is_ok());
     assert!(read(&vault, "pki/roles/stray").await.is_err());
     assert!(read(&vault, "ssh/roles/stray").await.is_err());
+    assert!(read(&vault, "pki-hand/roles/stray").await.is_ok());
     assert_eq!(
         read(&vault, "kv/roles/stray").await?["value"],
         "someone's data"
@@ -1012,6 +1019,22 @@ async fn purge_removes_engine_roles_the_configuration_does_not_name() -> Result<
     excluded["purgeUnmanagedConfig"]["exclude"]["secrets"] = json!(true);
     let third = external::apply(&vault, &excluded, &steady).await;
     assert_eq!(third.writes(), 0, "{third}");
+    assert!(read(&vault, "pki/roles/stray").await.is_ok());
+
+    // A role whose name comes from a variable that is not set: its name is unknown, so
+    // the stray role may be it and stays.
+    let mut templated = config.clone();
+    templated["secrets"][0]["configuration"]["roles"]
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("pki roles"))
+        .push(json!({"name": "${env \"ROLE_NAME\"}", "allowed_domains": "example.com"}));
+    let fourth = external::apply(&vault, &templated, &steady).await;
+    assert!(!fourth.succeeded(), "{fourth}");
+    assert_eq!(
+        items_where(&fourth, |o| matches!(o, Outcome::Skipped(_))),
+        ["purgeUnmanagedConfig.secrets[pki].roles"],
+        "{fourth}"
+    );
     assert!(read(&vault, "pki/roles/stray").await.is_ok());
     Ok(())
 }

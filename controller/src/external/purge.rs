@@ -2,12 +2,14 @@
 //! removed, section by section, unless the section is excluded. Beyond Bank-Vaults, the
 //! roles, users, groups, mappings and aws cross-account roles under a configured auth
 //! method go too when auth is purged, and the roles under a configured secrets engine when
-//! secrets are.
+//! secrets are: only under an endpoint whose items the configuration lists, so a method or
+//! engine configured without its roles keeps the roles others made.
 //!
 //! Never removed: the `root` and `default` policies, the `token/` auth method (and its
 //! roles), the `sys/`, `identity/` and `cubbyhole/` mounts, and the controller's own
 //! login: its Kubernetes auth method, role and policy. A section with an item that
-//! did not parse is not purged at all: that item may name what would be removed.
+//! did not parse is not purged at all: that item may name what would be removed. For the
+//! same reason an endpoint with a template that did not expand keeps everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -195,6 +197,7 @@ async fn auth(pass: &mut Pass<'_>, methods: &[Entry<AuthMethod>]) {
         }
         for (endpoint, names) in sub_items(method) {
             let section = format!("{}.{endpoint}", entry.item);
+            let names = names_if_expanded(entry, endpoint, names);
             let path = format!("auth/{}/{}", method.path, endpoint_path(method, endpoint));
             let controllers = method.path == CONTROLLER_AUTH_PATH && endpoint == "roles";
             let kept = controllers.then_some(CONTROLLER_ROLE);
@@ -213,19 +216,22 @@ fn role_endpoints(kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// The roles under each configured secrets engine that its `configuration` no longer names.
+/// The roles under each configured secrets engine that its `configuration` lists roles for
+/// and no longer names.
 async fn engine_roles(pass: &mut Pass<'_>, engines: &[Entry<SecretsEngine>]) {
     for entry in engines {
         let Ok(engine) = &entry.parsed else { continue };
         for endpoint in role_endpoints(&engine.kind) {
             let names = match engine.configuration.get(*endpoint) {
-                None | Some(Value::Null) => Some(BTreeSet::new()),
+                None | Some(Value::Null) => continue,
                 Some(Value::Array(items)) => items
                     .iter()
                     .map(|item| name_of(item.get("name")).map(|name| name.to_lowercase()))
                     .collect(),
                 Some(_) => None,
             };
+            let place = format!("configuration.{endpoint}");
+            let names = names_if_expanded(entry, &place, names);
             let section = format!("{}.{endpoint}", entry.item);
             let path = format!("{}/{endpoint}", engine.path);
             unnamed_under(pass, &section, &path, names, None).await;
@@ -233,8 +239,19 @@ async fn engine_roles(pass: &mut Pass<'_>, engines: &[Entry<SecretsEngine>]) {
     }
 }
 
+/// `names`, unless a template under `place` of the item did not expand: the name it would
+/// give is unknown, so nothing there can be told apart.
+fn names_if_expanded<T>(
+    entry: &Entry<T>,
+    place: &str,
+    names: Option<BTreeSet<String>>,
+) -> Option<BTreeSet<String>> {
+    entry.deferred_for(place).is_none().then_some(names?)
+}
+
 /// Removes each item listed at `path` that is not in `names` (lower case) and is not
-/// `kept`; with `names` unknown (an item has no name), reports `section` not purged.
+/// `kept`; with `names` unknown (an item has no name, or a template did not expand),
+/// reports `section` not purged.
 async fn unnamed_under(
     pass: &mut Pass<'_>,
     section: &str,
@@ -243,7 +260,7 @@ async fn unnamed_under(
     kept: Option<&str>,
 ) {
     let Some(names) = names else {
-        let reason = format!("not purged: an item of {section} has no name");
+        let reason = format!("not purged: an item of {section} has no name it can be told by");
         return pass.skip(&format!("{PREFIX}.{section}"), reason);
     };
     let held = match pass.io.list_keys(path).await {
@@ -261,9 +278,10 @@ async fn unnamed_under(
     }
 }
 
-/// The endpoints under an auth method that hold named items, each with the names the
-/// configuration gives (in lower case: Vault lower-cases most of them), or `None` when an
-/// item has no name, so nothing can be told apart.
+/// The endpoints under an auth method whose items the configuration lists, each with the
+/// names it gives (in lower case: Vault lower-cases most of them), or `None` when an item
+/// has no name, so nothing can be told apart. An endpoint left out (or empty) is not
+/// listed: the method's roles or users may then be managed elsewhere.
 fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>)> {
     let lower = |names: Vec<Option<String>>| -> Option<BTreeSet<String>> {
         names
@@ -271,21 +289,12 @@ fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>
             .map(|n| n.map(|n| n.to_lowercase()))
             .collect()
     };
-    let keys = |value: Option<&Value>| -> Option<BTreeSet<String>> {
-        match value {
-            Some(Value::Object(map)) => Some(map.keys().map(|k| k.to_lowercase()).collect()),
-            None | Some(Value::Null) => Some(BTreeSet::new()),
-            Some(_) => None,
-        }
+    let keys = |map: &serde_json::Map<String, Value>| -> Option<BTreeSet<String>> {
+        Some(map.keys().map(|k| k.to_lowercase()).collect())
     };
-    let kind = method.kind.as_str();
     let mut endpoints = Vec::new();
 
-    let has_roles = matches!(
-        kind,
-        "kubernetes" | "jwt" | "oidc" | "approle" | "aws" | "azure" | "gcp" | "oci" | "cert"
-    );
-    if has_roles || !method.roles.is_empty() {
+    if !method.roles.is_empty() {
         let names = method
             .roles
             .iter()
@@ -293,22 +302,19 @@ fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>
             .collect();
         endpoints.push(("roles", lower(names)));
     }
-    if matches!(kind, "userpass" | "ldap" | "okta" | "radius") || method.users.is_some() {
-        let names = match &method.users {
-            Some(Value::Array(users)) => {
-                lower(users.iter().map(|u| name_of(u.get("username"))).collect())
-            }
-            other => keys(other.as_ref()),
-        };
-        endpoints.push(("users", names));
+    match &method.users {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(users)) => {
+            let names = users.iter().map(|u| name_of(u.get("username"))).collect();
+            endpoints.push(("users", lower(names)));
+        }
+        Some(Value::Object(users)) => endpoints.push(("users", keys(users))),
+        Some(_) => endpoints.push(("users", None)),
     }
-    if matches!(kind, "ldap" | "okta") || !method.groups.is_empty() {
-        endpoints.push((
-            "groups",
-            Some(method.groups.keys().map(|k| k.to_lowercase()).collect()),
-        ));
+    if !method.groups.is_empty() {
+        endpoints.push(("groups", keys(&method.groups)));
     }
-    if kind == "aws" {
+    if method.kind == "aws" && !method.crossaccountrole.is_empty() {
         let accounts = method
             .crossaccountrole
             .iter()
@@ -316,9 +322,14 @@ fn sub_items(method: &AuthMethod) -> Vec<(&'static str, Option<BTreeSet<String>>
             .collect();
         endpoints.push(("crossaccountrole", lower(accounts)));
     }
-    if kind == "github" {
-        endpoints.push(("map.teams", keys(method.map.get("teams"))));
-        endpoints.push(("map.users", keys(method.map.get("users"))));
+    if method.kind == "github" {
+        for (endpoint, key) in [("map.teams", "teams"), ("map.users", "users")] {
+            match method.map.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(map)) => endpoints.push((endpoint, keys(map))),
+                Some(_) => endpoints.push((endpoint, None)),
+            }
+        }
     }
     endpoints
 }
@@ -378,26 +389,19 @@ mod tests {
     }
 
     #[test]
-    fn each_method_type_purges_its_own_endpoints() {
+    fn only_the_endpoints_the_configuration_lists_are_purged() {
         let kubernetes = method(json!({"type": "kubernetes", "roles": [{"name": "Default"}]}));
         assert_eq!(shown(&kubernetes), [r#"role Some({"default"})"#]);
+        let bare = method(json!({"type": "kubernetes"}));
+        assert!(shown(&bare).is_empty(), "roles made elsewhere stay");
         let userpass = method(json!({"type": "userpass", "users": [{"username": "admin"}]}));
         assert_eq!(shown(&userpass), [r#"users Some({"admin"})"#]);
         let ldap = method(json!({"type": "ldap", "groups": {"dev": {}}}));
-        assert_eq!(
-            shown(&ldap),
-            [r#"users Some({})"#, r#"groups Some({"dev"})"#]
-        );
+        assert_eq!(shown(&ldap), [r#"groups Some({"dev"})"#]);
         let github = method(json!({"type": "github", "map": {"teams": {"dev": "p"}}}));
-        assert_eq!(
-            shown(&github),
-            [r#"map/teams Some({"dev"})"#, "map/users Some({})"]
-        );
+        assert_eq!(shown(&github), [r#"map/teams Some({"dev"})"#]);
         let aws = method(json!({"type": "aws", "crossaccountrole": [{"sts_account": 123}]}));
-        assert_eq!(
-            shown(&aws),
-            ["role Some({})", r#"config/sts Some({"123"})"#]
-        );
+        assert_eq!(shown(&aws), [r#"config/sts Some({"123"})"#]);
         let cert = method(json!({"type": "cert", "roles": [{"policies": "x"}]}));
         assert_eq!(
             shown(&cert),
