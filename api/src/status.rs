@@ -58,12 +58,18 @@ pub struct VaultStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<VaultPodStatus>,
 
-    /// Which server the pods run, as they said themselves. OpenBao takes audit devices
-    /// from its server configuration only, so the operator renders them there when this
-    /// says `OpenBao` (or, before any pod has answered, when the image is named so).
+    /// Which server the pods of `flavorImage` run, as they said themselves. OpenBao takes
+    /// audit devices from its server configuration only, so the operator renders them there
+    /// when this says `OpenBao` for the image in the spec (or, before any pod of that image
+    /// has answered, when the image is named `openbao`).
     #[serde(default, deserialize_with = "lenient")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flavor: Option<Flavor>,
+
+    /// The image whose pods said `flavor`.
+    #[serde(default, deserialize_with = "lenient")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flavor_image: Option<String>,
 }
 
 /// Which server answers: HashiCorp Vault or OpenBao.

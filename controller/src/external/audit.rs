@@ -13,16 +13,19 @@ use super::{Applied, Pass};
 use crate::vault::types::Flavor;
 
 /// Whether the pods of `vault` run OpenBao, and so are given the audit devices in their
-/// configuration: as the pods said (the status keeps it), or as the image is named before
-/// any has answered. A wrong guess costs one roll of the pods once they answer.
+/// configuration: as pods of the spec's image said (the status keeps it), or as the image
+/// is named before any has answered. A wrong guess costs one roll of the pods once they
+/// answer.
 pub fn runs_openbao(vault: &vault_api::Vault) -> bool {
-    match vault.status.as_ref().and_then(|status| status.flavor) {
+    let image = vault.spec.image.as_deref();
+    let said = vault
+        .status
+        .as_ref()
+        .filter(|status| status.flavor_image.as_deref() == image)
+        .and_then(|status| status.flavor);
+    match said {
         Some(flavor) => flavor == Flavor::OpenBao,
-        None => vault
-            .spec
-            .image
-            .as_deref()
-            .is_some_and(|image| image.contains("openbao")),
+        None => image.is_some_and(|image| image.contains("openbao")),
     }
 }
 
@@ -260,19 +263,22 @@ mod tests {
         let kept = vault("openbao/openbao:2.7.2", own.clone());
         assert_eq!(rendered(&kept), Some(own["audit"].clone()));
 
-        // What the pods say overrides the image's name, either way.
-        let said = |image: &str, flavor: Flavor| {
+        // What pods of the same image said overrides the image's name, either way; what
+        // pods of an earlier image said does not count.
+        let said = |image: &str, flavor: Flavor, said_by: &str| {
             let mut vault = vault(image, storage.clone());
             vault.status = Some(vault_api::status::VaultStatus {
                 flavor: Some(flavor),
+                flavor_image: Some(said_by.to_string()),
                 ..Default::default()
             });
             rendered(&vault)
         };
-        assert!(said("registry.example/bao:2.7.2", Flavor::OpenBao).is_some());
-        assert_eq!(
-            said("registry.example/openbao-mirror:1", Flavor::Vault),
-            None
-        );
+        let bao = "registry.example/bao:2.7.2";
+        assert!(said(bao, Flavor::OpenBao, bao).is_some());
+        let mirror = "registry.example/openbao-mirror:1";
+        assert_eq!(said(mirror, Flavor::Vault, mirror), None);
+        assert_eq!(said("hashicorp/vault:2.0.1", Flavor::OpenBao, bao), None);
+        assert!(said("openbao/openbao:2.7.2", Flavor::Vault, "hashicorp/vault:2").is_some());
     }
 }

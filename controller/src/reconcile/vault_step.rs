@@ -131,7 +131,11 @@ impl VaultObservation {
                 status.pods = report.pods.clone();
                 status.sealed_pods = i32::try_from(sealed).ok();
                 status.leader = report.leader.clone().unwrap_or_default();
-                status.flavor = report.flavor.or(status.flavor);
+                // Kept from earlier passes while no pod of the spec's image answers.
+                if let Some(flavor) = report.flavors.values().next() {
+                    status.flavor = Some(*flavor);
+                    status.flavor_image = vault.spec.image.clone();
+                }
             }
         }
     }
@@ -215,6 +219,12 @@ async fn unseal_pass(
 
     match unseal::reconcile(&cluster, store.as_ref(), &options).await {
         Ok(mut report) => {
+            // Mid-rollout, pods of the earlier image may run the other server.
+            let image = vault.spec.image.as_deref();
+            report.flavors.retain(|pod, _| {
+                pods.iter()
+                    .any(|running| &running.name == pod && running.image.as_deref() == image)
+            });
             publish_actions(ctx, vault, &report).await;
             let token = identity_step::operator_token(
                 ctx,
@@ -483,6 +493,8 @@ struct RunningPod {
     ip: IpAddr,
     /// Its `vault-active` label, which the main Service selects with service registration.
     active: Option<String>,
+    /// The image of its Vault container.
+    image: Option<String>,
 }
 
 /// The pods of `name` whose Vault container runs, with their addresses, in ordinal order.
@@ -504,7 +516,16 @@ async fn running_pods(
             let ordinal = name.rsplit('-').next()?.parse().ok()?;
             let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
             let active = pod.labels().get(ACTIVE_LABEL).cloned();
-            Some((ordinal, RunningPod { name, ip, active }))
+            let image = (pod.spec.as_ref()?.containers.iter())
+                .find(|container| container.name == VAULT_CONTAINER)
+                .and_then(|container| container.image.clone());
+            let pod = RunningPod {
+                name,
+                ip,
+                active,
+                image,
+            };
+            Some((ordinal, pod))
         })
         .collect();
     pods.sort_by_key(|(ordinal, _)| *ordinal);
@@ -778,11 +799,13 @@ mod tests {
                 pod("vault-2", false),
             ],
             leader: Some("vault-0".to_string()),
-            flavor: Some(Flavor::OpenBao),
+            flavors: [("vault-0".to_string(), Flavor::OpenBao)].into(),
             ..Report::default()
         };
         let mut status = VaultStatus::default();
-        VaultObservation::Observed(report).apply_to(&mut status, &vault());
+        let mut vault = vault();
+        vault.spec.image = Some("quay.io/openbao/openbao:2.7.2".to_string());
+        VaultObservation::Observed(report).apply_to(&mut status, &vault);
 
         assert!(status.is_true(INITIALIZED));
         assert!(!status.is_true(UNSEALED));
@@ -794,14 +817,16 @@ mod tests {
         assert_eq!(status.leader, "vault-0");
         assert_eq!(status.pods.len(), 3);
         assert_eq!(status.flavor, Some(Flavor::OpenBao));
+        assert_eq!(status.flavor_image, vault.spec.image);
 
         // A pass where no pod answered keeps what the pods said before.
         let silent = Report {
             pods: vec![pod("vault-0", true)],
             ..Report::default()
         };
-        VaultObservation::Observed(silent).apply_to(&mut status, &vault());
+        VaultObservation::Observed(silent).apply_to(&mut status, &vault);
         assert_eq!(status.flavor, Some(Flavor::OpenBao));
+        assert_eq!(status.flavor_image, vault.spec.image);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod identity;
 mod marker;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
@@ -630,8 +631,8 @@ pub struct Report {
     pub pods: Vec<VaultPodStatus>,
     /// The Raft leader (or active node), when known.
     pub leader: Option<String>,
-    /// Which server the pods run, when one said.
-    pub flavor: Option<Flavor>,
+    /// Which server each pod that answered says it runs, by pod name.
+    pub flavors: BTreeMap<String, Flavor>,
     /// The Raft configuration read from the leader, when read.
     pub raft: Option<RaftConfiguration>,
     /// The pods this pass initialised, unsealed or joined, in order.
@@ -825,7 +826,9 @@ async fn read_roles(cluster: &Cluster, token: Option<&Secret>, report: &mut Repo
             ..VaultPodStatus::default()
         };
         if let Ok(status) = status {
-            report.flavor = report.flavor.or(status.flavor());
+            if let Some(flavor) = status.flavor() {
+                report.flavors.insert(pod.name.clone(), flavor);
+            }
             pod.initialized = Some(status.initialized);
             pod.sealed = Some(status.sealed);
             pod.version = Some(status.version);
