@@ -242,7 +242,11 @@ async fn template_environment(
                 environment.insert(variable.name.clone(), value);
             }
             Ok(None) => {}
-            Err(why) => unresolved.push(format!("{field} {}: {why}", variable.name)),
+            Err(why) => {
+                // As in a pod, a later entry of the same name replaces an earlier one.
+                environment.remove(&variable.name);
+                unresolved.push(format!("{field} {}: {why}", variable.name));
+            }
         }
     }
     (environment, unresolved)
@@ -269,7 +273,7 @@ async fn value_from(
     match found {
         Ok(Some(value)) => Ok(Some(value)),
         Ok(None) if optional == Some(true) => Ok(None),
-        Ok(None) => Err(format!("{kind} {name} has no key {key}")),
+        Ok(None) => Err(format!("{kind} {name} does not exist or has no key {key}")),
         Err(error) => Err(format!("reading {kind} {name}: {error}")),
     }
 }
@@ -323,8 +327,17 @@ impl SecretValues for NamespaceObjects {
 impl NamespaceValues for NamespaceObjects {
     async fn config_map_value(&self, name: &str, key: &str) -> Result<Option<String>, String> {
         let found = self.config_maps.get_opt(name).await;
-        let found = found.map_err(|e| e.to_string())?;
-        Ok(found.and_then(|config_map| config_map.data?.remove(key)))
+        let Some(config_map) = found.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if let Some(text) = config_map.data.and_then(|mut data| data.remove(key)) {
+            return Ok(Some(text));
+        }
+        let binary = config_map.binary_data.and_then(|mut data| data.remove(key));
+        binary
+            .map(|bytes| String::from_utf8(bytes.0))
+            .transpose()
+            .map_err(|_| format!("binaryData {key} of ConfigMap {name} is not text"))
     }
 }
 
@@ -462,6 +475,7 @@ mod tests {
         vault.spec.envs_config = vec![
             literal("ROOT_USERNAME", "admin"),
             from("DB_PASSWORD", secret("db", "password", None)),
+            literal("MISSING", "replaced by the entry below"),
             from("MISSING", secret("db", "other", None)),
             from("MAYBE", secret("db", "other", Some(true))),
             from("FORBIDDEN", secret("unreadable", "x", None)),
@@ -492,10 +506,10 @@ mod tests {
         assert_eq!(
             unresolved,
             [
-                "envsConfig MISSING: Secret db has no key other",
+                "envsConfig MISSING: Secret db does not exist or has no key other",
                 "envsConfig FORBIDDEN: reading Secret unreadable: secrets \"unreadable\" is \
                  forbidden",
-                "vaultEnvsConfig ZONE: ConfigMap settings has no key zone",
+                "vaultEnvsConfig ZONE: ConfigMap settings does not exist or has no key zone",
             ]
         );
         // Set in every process's environment, and not the resource's to read.

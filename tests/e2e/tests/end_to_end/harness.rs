@@ -429,6 +429,13 @@ impl Case {
     /// A pod of the namespace (ServiceAccount `default`) logs in with Kubernetes auth
     /// through the sample's role and reads the startup secret `secret/data/mysql`.
     pub async fn pod_reads_startup_secret(&self) -> Result<(), BoxError> {
+        self.pod_reads("secret/data/mysql", "MYSQL_ROOT_PASSWORD")
+            .await
+    }
+
+    /// A pod of the namespace (ServiceAccount `default`) logs in with Kubernetes auth
+    /// through the sample's role and reads `path`, whose answer holds `wanted`.
+    pub async fn pod_reads(&self, path: &str, wanted: &str) -> Result<(), BoxError> {
         let login = Instant::now();
         let pods_api: Api<Pod> = self.api();
         let _ = pods_api.delete("reader", &Default::default()).await;
@@ -436,7 +443,7 @@ impl Case {
             Ok::<_, BoxError>(pods_api.get_opt("reader").await?.is_none().then_some(()))
         })
         .await?;
-        let reader = e2e::reader_pod(&self.namespace, "default", "secret/data/mysql")?;
+        let reader = e2e::reader_pod(&self.namespace, "default", path)?;
         pods_api.create(&PostParams::default(), &reader).await?;
         let log = localcluster::agent::pods::log_path(
             self.suite.cluster.layout(),
@@ -449,7 +456,7 @@ impl Case {
             CONFIGURED_WITHIN,
             || async {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                Ok::<_, BoxError>(text.contains("MYSQL_ROOT_PASSWORD").then_some(()))
+                Ok::<_, BoxError>(text.contains(wanted).then_some(()))
             },
         )
         .await;
@@ -459,7 +466,7 @@ impl Case {
         }
         measured(
             &self.namespace,
-            "a pod logged in with kubernetes auth and read a startup secret",
+            &format!("a pod logged in with kubernetes auth and read {path}"),
             login.elapsed(),
         );
         pods_api.delete("reader", &Default::default()).await?;

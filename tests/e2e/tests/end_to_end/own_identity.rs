@@ -2,7 +2,8 @@
 //! The controller sets up a Kubernetes-auth role for its ServiceAccount with the fresh
 //! root token, revokes that token, and does everything after unsealing with its own login:
 //! reading the Raft configuration (each pod a voter) and applying `externalConfig`, whose
-//! templates here also read a variable of `envsConfig` that comes from a Secret.
+//! templates here also read a variable of `envsConfig` that comes from a Secret: a startup
+//! secret's value, which a pod then reads.
 
 use std::time::Instant;
 
@@ -13,12 +14,17 @@ use serde_json::json;
 use crate::BoxError;
 use crate::harness::{Case, VAULT, measured};
 
+/// A startup secret whose value comes from a Kubernetes Secret through `envsConfig`.
+const TEMPLATED_PATH: &str = "secret/data/templated";
+/// Its value: not the Secret's base64, and found in the reader pod's log.
+const TEMPLATED_VALUE: &str = "hello-from-a-kubernetes-secret";
+
 pub async fn run(case: &Case) -> Result<(), BoxError> {
     let ns = case.namespace.as_str();
     let secrets: Api<Secret> = case.api();
     let values: Secret = serde_json::from_value(json!({
         "metadata": {"name": "template-values"},
-        "stringData": {"policy-path": "secret/data/from-a-secret/*"},
+        "stringData": {"greeting": TEMPLATED_VALUE},
     }))?;
     secrets.create(&PostParams::default(), &values).await?;
 
@@ -28,11 +34,12 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
     case.start_changed_sample(|vault| {
         let spec = &mut vault["spec"];
         spec["unsealConfig"]["options"]["storeRootToken"] = false.into();
-        spec["envsConfig"] = json!([{"name": "POLICY_PATH", "valueFrom":
-            {"secretKeyRef": {"name": "template-values", "key": "policy-path"}}}]);
-        let rules = r#"path "${env "POLICY_PATH"}" { capabilities = ["read"] }"#;
-        if let Some(policies) = spec["externalConfig"]["policies"].as_array_mut() {
-            policies.push(json!({"name": "from_template", "rules": rules}));
+        spec["envsConfig"] = json!([{"name": "GREETING", "valueFrom":
+            {"secretKeyRef": {"name": "template-values", "key": "greeting"}}}]);
+        let templated = json!({"type": "kv", "path": TEMPLATED_PATH,
+            "data": {"data": {"GREETING": "${env \"GREETING\"}"}}});
+        if let Some(startup) = spec["externalConfig"]["startupSecrets"].as_array_mut() {
+            startup.push(templated);
         }
     })
     .await?;
@@ -62,13 +69,13 @@ pub async fn run(case: &Case) -> Result<(), BoxError> {
             return Err(format!("no {wanted} Event; the Events say {reasons:?}").into());
         }
     }
-    // Configured means every item applied, the policy whose template reads the Secret's
-    // value too: a variable left unset fails its item.
     if reasons.iter().any(|reason| reason == "VariableNotSet") {
-        return Err(format!("POLICY_PATH was not read; the Events say {reasons:?}").into());
+        return Err(format!("GREETING was not read; the Events say {reasons:?}").into());
     }
 
-    // What externalConfig set up works: a pod logs in and reads a startup secret.
+    // What externalConfig set up works: a pod logs in and reads startup secrets, one
+    // written from the Secret's value through a template.
     case.pod_reads_startup_secret().await?;
+    case.pod_reads(TEMPLATED_PATH, TEMPLATED_VALUE).await?;
     case.status_agrees("with the controller's own login").await
 }
