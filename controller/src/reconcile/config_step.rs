@@ -219,33 +219,28 @@ async fn template_environment(
             .collect();
     let mut unresolved = Vec::new();
 
-    let declared = (vault
-        .spec
-        .envs_config
-        .iter()
-        .map(|variable| ("envsConfig", variable)))
-    .chain(
-        vault
-            .spec
-            .vault_envs_config
-            .iter()
-            .map(|v| ("vaultEnvsConfig", v)),
-    );
-    for (field, variable) in declared {
-        let value = match (&variable.value, &variable.value_from) {
-            (Some(value), _) => Ok(Some(value.clone())),
-            (None, Some(source)) => value_from(source, objects).await,
-            (None, None) => Ok(None),
-        };
-        match value {
-            Ok(Some(value)) => {
-                environment.insert(variable.name.clone(), value);
-            }
-            Ok(None) => {}
-            Err(why) => {
-                // As in a pod, a later entry of the same name replaces an earlier one.
-                environment.remove(&variable.name);
-                unresolved.push(format!("{field} {}: {why}", variable.name));
+    let spec = &vault.spec;
+    let lists = [
+        ("envsConfig", &spec.envs_config),
+        ("vaultEnvsConfig", &spec.vault_envs_config),
+    ];
+    for (field, variables) in lists {
+        for variable in variables {
+            let value = match (&variable.value, &variable.value_from) {
+                (Some(value), _) => Ok(Some(value.clone())),
+                (None, Some(source)) => value_from(source, objects).await,
+                (None, None) => Ok(None),
+            };
+            match value {
+                Ok(Some(value)) => {
+                    environment.insert(variable.name.clone(), value);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    // As in a pod, a later entry of the same name replaces an earlier one.
+                    environment.remove(&variable.name);
+                    unresolved.push(format!("{field} {}: {why}", variable.name));
+                }
             }
         }
     }
